@@ -1,0 +1,56 @@
+# llmcourse: two commands on a fresh machine.
+#   make book   set everything up, then build the website into _build/html
+#   make test   set everything up, then run every test (chapters, exercises, grader, site)
+# Other targets: make lab, make exercises, make strip, make bench, make clean.
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Offline data: use ../shared/data when it is beside the checkout and nothing else was chosen.
+LLMCOURSE_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+export LLMCOURSE_DATA_DIR
+
+.PHONY: setup book test lab exercises strip bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+book: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# Chromium for the browser tests: installed where we can (root with apt-get), else the
+# browser tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Chromium for the browser tests (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "Could not install Chromium; the browser tests will be skipped"; \
+	else echo "Chromium is not installed (apt-get install chromium chromium-driver); browser tests will be skipped"; fi
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab
+
+# Regenerate the learner versions of the exercises from their sources with nbgrader.
+exercises: setup
+	$(BIN)/llmcourse exercises generate
+
+# Clear outputs from the committed notebooks.
+strip: setup
+	$(BIN)/jupyter nbconvert --clear-output --inplace chapters/*.ipynb exercises/source/*/*.ipynb
+
+bench: setup
+	$(BIN)/python benchmarks/bpe.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,67 @@
+"""Sphinx extension for the llmcourse book.
+
+* Adds the measured time to run to each chapter's "What you will learn" box. The time is the
+  execution time of that notebook in the build that produced the page (the book executes every
+  chapter on every build), so it is never typed by hand and never stale.
+* Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
+  whether it succeeded. The test suite reads it back and prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from docutils import nodes
+
+BOX_TITLE = "What you will learn"
+
+
+def _exec_data(env, docname):
+    return getattr(env, "nb_metadata", {}).get(docname, {}).get("exec_data")
+
+
+def _machine() -> str:
+    return f"{os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}"
+
+
+def add_runtime(app, doctree, docname):
+    data = _exec_data(app.env, docname)
+    if not data or data.get("runtime") is None:
+        return
+    for admonition in doctree.findall(nodes.admonition):
+        titles = [t for t in admonition.children if isinstance(t, nodes.title)]
+        if titles and titles[0].astext().strip() == BOX_TITLE:
+            para = nodes.paragraph()
+            para += nodes.strong(text="Time to run: ")
+            para += nodes.Text(f"{data['runtime']:.0f} s, measured when this page was last built "
+                               f"({_machine()}).")
+            para["classes"].append("llmcourse-runtime")
+            admonition += para
+            return
+
+
+def write_times(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    env = app.env
+    times = {}
+    for docname, meta in sorted(getattr(env, "nb_metadata", {}).items()):
+        data = meta.get("exec_data")
+        if data:
+            times[docname] = {
+                "runtime": data.get("runtime"),
+                "succeeded": data.get("succeeded"),
+                "method": data.get("method"),
+                "error": data.get("error"),
+            }
+    Path(app.outdir, "execution_times.json").write_text(
+        json.dumps({"machine": _machine(), "pages": times}, indent=2) + "\n", encoding="utf-8")
+
+
+def setup(app):
+    app.connect("doctree-resolved", add_runtime)
+    app.connect("build-finished", write_times)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -1,0 +1,560 @@
+"""N-gram language models: predict the next token by counting what followed the same window.
+
+A language model gives a probability to every possible next token, given the tokens so far. An
+*n-gram model* makes one simplifying bet: only the last ``n - 1`` tokens (the *context*, or
+window) matter. Training is counting. Go through the training text, and for every window of
+``n - 1`` tokens count which token came next; the probability of ``w`` after context ``c`` is the
+fraction of times that ``c`` was followed by ``w``:
+
+    P(w | c) = count(c, w) / count(c)
+
+Two things go wrong, and this module shows both fixes.
+
+* A pair never seen in training gets probability 0, so one surprising token in held-out text makes
+  the loss infinite. *Add-k smoothing* (:class:`NGramModel` with ``k > 0``) pretends that every
+  pair was seen ``k`` extra times.
+* As ``n`` grows, most windows in new text were never seen at all (sparsity), and counting has
+  nothing to say. *Interpolated Kneser-Ney smoothing* (:class:`KneserNeyModel`) mixes the
+  estimates of every window length, from the longest down to a single token, and trusts each one
+  as much as its counts deserve.
+
+Both models work on any sequence of integer token ids (characters here, BPE tokens later), so the
+later chapters can compare neural models against them. Everything is vectorised with NumPy: a
+window of ``L`` tokens is encoded as one integer (the id of its last ``L - 1`` tokens times the
+vocabulary size, plus the oldest token), ``np.unique`` numbers the distinct windows, and
+``np.searchsorted`` finds them again in new text. Fitting models up to n = 8 on a million
+characters takes a second or two.
+
+Losses are average negative log-likelihoods in nats (natural logarithm) per token; perplexity is
+``exp(loss)``. The first ``n - 1`` tokens of a text are only used as context, never scored.
+
+Introduced in Chapter 2 (``chapters/02_ngram_models.ipynb``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["CharVocab", "NGramModel", "KneserNeyModel", "as_token_array", "split_train_val"]
+
+
+# --------------------------------------------------------------------------------------------
+# Characters <-> token ids
+# --------------------------------------------------------------------------------------------
+
+
+class CharVocab:
+    """A character vocabulary: every distinct character gets an integer id (sorted order).
+
+    >>> vocab = CharVocab.from_text("hello")
+    >>> vocab.chars
+    ['e', 'h', 'l', 'o']
+    >>> vocab.encode("hell").tolist()
+    [1, 0, 2, 2]
+    >>> vocab.decode([3, 2])
+    'ol'
+    """
+
+    def __init__(self, chars: Iterable[str]):
+        chars = list(chars)
+        for c in chars:
+            if not isinstance(c, str) or len(c) != 1:
+                raise TypeError(f"a vocabulary holds single characters, got {c!r}")
+        if len(set(chars)) != len(chars):
+            raise ValueError("the characters of a vocabulary must be distinct, got duplicates: "
+                             f"{sorted({c for c in chars if chars.count(c) > 1})!r}")
+        if not chars:
+            raise ValueError("a vocabulary needs at least one character, got none")
+        self.chars: list[str] = chars
+        self.stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharVocab":
+        """The vocabulary of all characters that occur in ``text``, in sorted order."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not text:
+            raise ValueError("cannot build a vocabulary from an empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def size(self) -> int:
+        """The number of characters (token ids run from 0 to ``size - 1``)."""
+        return len(self.chars)
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __repr__(self) -> str:
+        return f"CharVocab({len(self.chars)} characters: {''.join(self.chars)!r})"
+
+    def encode(self, text: str) -> np.ndarray:
+        """The token ids of the characters of ``text`` (an int64 array)."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        try:
+            return np.fromiter((self.stoi[c] for c in text), dtype=np.int64, count=len(text))
+        except KeyError:
+            for i, c in enumerate(text):
+                if c not in self.stoi:
+                    raise ValueError(f"character {c!r} at position {i} is not in the vocabulary "
+                                     f"of {self.size} characters") from None
+            raise
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text whose characters have these token ids."""
+        ids = as_token_array(ids, self.size, name="ids", allow_empty=True)
+        return "".join(self.chars[i] for i in ids)
+
+
+def split_train_val(tokens: Sequence[int] | np.ndarray | str, val_fraction: float = 0.1):
+    """Split a text (or token array) into a training part and the last ``val_fraction`` of it.
+
+    Holding out the *end* of a text (rather than random positions) keeps validation windows away
+    from the training windows that overlap them.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    n_val = int(round(len(tokens) * val_fraction))
+    if n_val == 0 or n_val == len(tokens):
+        raise ValueError(f"cannot split {len(tokens)} tokens with val_fraction={val_fraction}: "
+                         "one part would be empty")
+    cut = len(tokens) - n_val
+    return tokens[:cut], tokens[cut:]
+
+
+def as_token_array(tokens, vocab_size: int, *, name: str = "tokens",
+                   allow_empty: bool = False) -> np.ndarray:
+    """Check that ``tokens`` are integer ids in ``[0, vocab_size)`` and return them as int64."""
+    if isinstance(tokens, str):
+        raise TypeError(f"{name} must be a sequence of integer token ids, got a str; "
+                        "turn text into ids first, e.g. with CharVocab.encode")
+    if hasattr(tokens, "detach"):  # a torch tensor
+        tokens = tokens.detach().cpu().numpy()
+    arr = np.asarray(tokens)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of token ids, got shape {arr.shape}")
+    if arr.size == 0:
+        if allow_empty:
+            return arr.astype(np.int64)
+        raise ValueError(f"{name} must not be empty, got 0 tokens")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer token ids, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = np.flatnonzero((arr < 0) | (arr >= vocab_size))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} must be ids in [0, {vocab_size}) (the vocabulary size), got "
+                         f"{int(arr[i])} at position {i}")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# The models
+# --------------------------------------------------------------------------------------------
+
+
+class _NGramCounts:
+    """What every n-gram model shares: the counting, the lookup of windows, scoring, sampling.
+
+    After :meth:`fit`, for every window length ``L = 0 .. n-1`` the model holds
+
+    * ``_ctx_keys[L]``: the sorted integer codes of the distinct windows of ``L`` tokens; a
+      window's id is its position in this array. The code of a window is
+      ``id(last L-1 tokens) * V + oldest token``, so it fits an int64 for any vocabulary.
+    * ``_pair_keys[L]``, ``_pair_counts[L]``: the distinct (window id, next token) pairs, coded as
+      ``window_id * V + next``, sorted, and how often each occurred.
+    * ``_ctx_totals[L]``: how often each window occurred (the sum of its pair counts).
+
+    Only positions ``i >= n - 1`` (where the full window exists) are counted, at every length.
+    """
+
+    def __init__(self, n: int, vocab_size: int):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an integer >= 1, got {type(n).__name__}: {n!r}")
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (1 = unigram, 2 = bigram, ...), got {n}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
+            raise TypeError(f"vocab_size must be an integer >= 1, got {type(vocab_size).__name__}")
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
+        self.n = int(n)
+        self.vocab_size = int(vocab_size)
+        self._fitted = False
+
+    # ---- counting -------------------------------------------------------------------------
+
+    def fit(self, tokens) -> "_NGramCounts":
+        """Count every window of ``n - 1`` tokens and what followed it (and every shorter window).
+
+        Returns the model itself, so ``model = NGramModel(3, V).fit(train)`` works.
+        """
+        t = as_token_array(tokens, self.vocab_size)
+        n, V = self.n, self.vocab_size
+        if len(t) < n:
+            raise ValueError(f"a {n}-gram model needs a training text of at least n = {n} tokens, "
+                             f"got {len(t)}")
+        target = t[n - 1:]
+        m = len(target)
+        self._ctx_keys: list[np.ndarray] = []
+        self._pair_keys: list[np.ndarray] = []
+        self._pair_counts: list[np.ndarray] = []
+        self._ctx_totals: list[np.ndarray] = []
+        ids = np.zeros(m, dtype=np.int64)  # the empty window: one window, id 0
+        for L in range(n):
+            if L == 0:
+                keys = np.zeros(1, dtype=np.int64)
+            else:
+                oldest = t[n - 1 - L: n - 1 - L + m]  # the token L places before the target
+                keys, ids = np.unique(ids * V + oldest, return_inverse=True)
+                ids = ids.reshape(-1).astype(np.int64)
+            pair_keys, pair_counts = np.unique(ids * V + target, return_counts=True)
+            self._ctx_keys.append(keys)
+            self._pair_keys.append(pair_keys)
+            self._pair_counts.append(pair_counts.astype(np.int64))
+            self._ctx_totals.append(np.bincount(ids, minlength=len(keys)).astype(np.int64))
+        self.num_train_tokens = len(t)
+        self._fitted = True
+        self._after_fit()
+        return self
+
+    def _after_fit(self) -> None:
+        """Hook for subclasses: precompute what their probabilities need."""
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError(f"this {type(self).__name__} has not been fitted yet; "
+                               "call .fit(tokens) first")
+
+    @property
+    def num_contexts(self) -> int:
+        """How many distinct windows of ``n - 1`` tokens the training text holds."""
+        self._check_fitted()
+        return len(self._ctx_keys[self.n - 1])
+
+    # ---- finding windows in new text ------------------------------------------------------
+
+    def _lookup(self, tokens: np.ndarray, positions: np.ndarray):
+        """Window ids, for every length L, of the windows that end just before ``positions``.
+
+        Returns lists ``ids[L]`` and ``found[L]`` (boolean: the window occurred in training).
+        A window can only have been seen if its shorter suffix was, so ``found`` only shrinks.
+        """
+        V = self.vocab_size
+        ids = np.zeros(len(positions), dtype=np.int64)
+        found = np.ones(len(positions), dtype=bool)
+        all_ids, all_found = [ids], [found]
+        for L in range(1, self.n):
+            keys = self._ctx_keys[L]
+            code = ids * V + tokens[positions - L]
+            idx = np.minimum(np.searchsorted(keys, code), len(keys) - 1)
+            found = found & (keys[idx] == code)
+            ids = np.where(found, idx, 0)
+            all_ids.append(ids)
+            all_found.append(found)
+        return all_ids, all_found
+
+    @staticmethod
+    def _pair_lookup(pair_keys: np.ndarray, values: np.ndarray, codes: np.ndarray,
+                     valid: np.ndarray) -> np.ndarray:
+        """``values`` of the pairs with these codes (0 where a pair was never seen)."""
+        idx = np.minimum(np.searchsorted(pair_keys, codes), len(pair_keys) - 1)
+        hit = valid & (pair_keys[idx] == codes)
+        return np.where(hit, values[idx], 0)
+
+    def _row(self, L: int, ctx_id: int, values: np.ndarray) -> np.ndarray:
+        """The dense vector (length V) of ``values`` of all pairs of window ``ctx_id``."""
+        V = self.vocab_size
+        keys = self._pair_keys[L]
+        lo, hi = np.searchsorted(keys, [ctx_id * V, (ctx_id + 1) * V])
+        row = np.zeros(V, dtype=values.dtype)
+        row[keys[lo:hi] - ctx_id * V] = values[lo:hi]
+        return row
+
+    def _context_ids(self, context) -> tuple[list[int], list[bool]]:
+        c = as_token_array(context, self.vocab_size, name="context", allow_empty=True)
+        if len(c) != self.n - 1:
+            raise ValueError(f"a {self.n}-gram model predicts from a context of n - 1 = "
+                             f"{self.n - 1} tokens, got {len(c)}")
+        tokens = np.append(c, 0)
+        ids, found = self._lookup(tokens, np.array([len(c)]))
+        return [int(i[0]) for i in ids], [bool(f[0]) for f in found]
+
+    # ---- what subclasses provide ----------------------------------------------------------
+
+    def _probs_of_targets(self, ids, found, targets: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _distribution(self, ids: list[int], found: list[bool]) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def counts(self, context) -> np.ndarray:
+        """How often each token followed ``context`` (n - 1 tokens) in training (length V)."""
+        self._check_fitted()
+        ids, found = self._context_ids(context)
+        L = self.n - 1
+        if not found[L]:
+            return np.zeros(self.vocab_size, dtype=np.int64)
+        return self._row(L, ids[L], self._pair_counts[L])
+
+    def count_table(self, max_entries: int = 10_000_000) -> np.ndarray:
+        """All counts as a dense array of shape ``(V,) * n``: ``table[a, b]`` counts "a then b".
+
+        Only sensible for small ``n`` and ``V``; refuses tables above ``max_entries`` entries.
+        """
+        self._check_fitted()
+        V, n = self.vocab_size, self.n
+        if V ** n > max_entries:
+            raise ValueError(f"a dense table would have V**n = {V}**{n} = {V ** n} entries, more "
+                             f"than max_entries = {max_entries}; use counts(context) instead")
+        # Decode each window id into its tokens, oldest first, from the chain of codes.
+        tokens_of = [np.zeros((1, 0), dtype=np.int64)]
+        for L in range(1, n):
+            keys = self._ctx_keys[L]
+            parent, oldest = keys // V, keys % V
+            tokens_of.append(np.column_stack([oldest, tokens_of[L - 1][parent]]))
+        L = n - 1
+        ctx, nxt = self._pair_keys[L] // V, self._pair_keys[L] % V
+        flat = np.zeros(V ** n, dtype=np.int64)
+        index = np.zeros(len(ctx), dtype=np.int64)
+        for j in range(L):
+            index = index * V + tokens_of[L][ctx, j]
+        flat[index * V + nxt] = self._pair_counts[L]
+        return flat.reshape((V,) * n)
+
+    def next_token_probs(self, context) -> np.ndarray:
+        """The model's probability for every possible next token after ``context``.
+
+        ``context`` holds exactly ``n - 1`` token ids. Returns an array of length V summing to 1.
+        """
+        self._check_fitted()
+        ids, found = self._context_ids(context)
+        return self._distribution(ids, found)
+
+    def token_log_probs(self, tokens) -> np.ndarray:
+        """``log P(token_i | previous n-1 tokens)`` for every position ``i >= n - 1`` of a text."""
+        self._check_fitted()
+        t = as_token_array(tokens, self.vocab_size)
+        if len(t) < self.n:
+            raise ValueError(f"to score a text a {self.n}-gram model needs at least n = {self.n} "
+                             f"tokens (n - 1 of context and one to predict), got {len(t)}")
+        positions = np.arange(self.n - 1, len(t))
+        ids, found = self._lookup(t, positions)
+        p = self._probs_of_targets(ids, found, t[positions])
+        with np.errstate(divide="ignore"):
+            return np.log(p)
+
+    def loss(self, tokens) -> float:
+        """Average negative log-likelihood in nats per token (the cross-entropy).
+
+        Infinite if the model gives probability 0 to a token that occurs.
+        """
+        return float(-np.mean(self.token_log_probs(tokens)))
+
+    def perplexity(self, tokens) -> float:
+        """``exp(loss)``: the number of equally likely choices that would be as surprising."""
+        return float(np.exp(self.loss(tokens)))
+
+    def seen_context_fraction(self, tokens) -> float:
+        """The fraction of positions of a text whose window of n - 1 tokens occurred in training."""
+        self._check_fitted()
+        t = as_token_array(tokens, self.vocab_size)
+        if len(t) < self.n:
+            raise ValueError(f"need at least n = {self.n} tokens, got {len(t)}")
+        _, found = self._lookup(t, np.arange(self.n - 1, len(t)))
+        return float(np.mean(found[-1]))
+
+    def sample(self, prompt, num_tokens: int, rng: np.random.Generator | int | None = None,
+               stop_token: int | None = None) -> np.ndarray:
+        """Generate up to ``num_tokens`` new tokens after ``prompt``, one at a time.
+
+        Each step looks at the last n - 1 tokens, asks for the next-token probabilities and draws
+        one token from them with ``rng`` (a ``np.random.Generator`` or a seed). Generation stops
+        early after ``stop_token`` (which is included). Returns only the new tokens.
+        """
+        self._check_fitted()
+        p = as_token_array(prompt, self.vocab_size, name="prompt", allow_empty=True)
+        if len(p) < self.n - 1:
+            raise ValueError(f"a {self.n}-gram model needs a prompt of at least n - 1 = "
+                             f"{self.n - 1} tokens to start from, got {len(p)}")
+        if num_tokens < 0:
+            raise ValueError(f"num_tokens must be >= 0, got {num_tokens}")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        window = list(p[len(p) - (self.n - 1):]) if self.n > 1 else []
+        out = []
+        for _ in range(num_tokens):
+            probs = self.next_token_probs(window)
+            cdf = np.cumsum(probs)
+            token = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+            token = min(token, self.vocab_size - 1)
+            out.append(token)
+            if self.n > 1:
+                window = window[1:] + [token]
+            if stop_token is not None and token == stop_token:
+                break
+        return np.array(out, dtype=np.int64)
+
+
+class NGramModel(_NGramCounts):
+    """An n-gram model with add-k smoothing.
+
+        P(w | c) = (count(c, w) + k) / (count(c) + k V)
+
+    With ``k = 0`` this is the plain maximum-likelihood estimate (fractions of counts); a window
+    never seen in training then gets the uniform distribution, and a pair never seen gets 0.
+    ``k`` can be changed after fitting (no need to count again).
+
+    >>> m = NGramModel(2, vocab_size=3).fit([0, 1, 0, 2, 0, 1])
+    >>> m.next_token_probs([0]).tolist()
+    [0.0, 0.6666666666666666, 0.3333333333333333]
+    """
+
+    def __init__(self, n: int, vocab_size: int, k: float = 0.0):
+        super().__init__(n, vocab_size)
+        self.k = k
+
+    @property
+    def k(self) -> float:
+        """The pseudo-count added to every (window, next token) pair."""
+        return self._k
+
+    @k.setter
+    def k(self, value: float) -> None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"k must be a number >= 0, got {type(value).__name__}: {value!r}") from None
+        if not value >= 0 or not np.isfinite(value):
+            raise ValueError(f"k must be a finite number >= 0, got {value}")
+        self._k = value
+
+    def __repr__(self) -> str:
+        return f"NGramModel(n={self.n}, vocab_size={self.vocab_size}, k={self.k})"
+
+    def _probs_of_targets(self, ids, found, targets):
+        L, V, k = self.n - 1, self.vocab_size, self.k
+        c = self._pair_lookup(self._pair_keys[L], self._pair_counts[L], ids[L] * V + targets,
+                              found[L])
+        total = np.where(found[L], self._ctx_totals[L][ids[L]], 0)
+        denom = total + k * V
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, (c + k) / np.where(denom > 0, denom, 1), 1.0 / V)
+
+    def _distribution(self, ids, found):
+        L, V, k = self.n - 1, self.vocab_size, self.k
+        if not found[L]:
+            return np.full(V, 1.0 / V)
+        row = self._row(L, ids[L], self._pair_counts[L]) + k
+        return row / row.sum()
+
+
+class KneserNeyModel(_NGramCounts):
+    """Interpolated (modified) Kneser-Ney smoothing: mix every window length from n - 1 down to 0.
+
+    For the longest window the model takes its counts, subtracts a small *discount* ``D`` from
+    every count that is not zero, and hands the probability mass it freed to the estimate from the
+    window one token shorter, and so on down to a single uniform distribution:
+
+        P_L(w | c) = (max(count(c, w) - D, 0) + D_total(c) * P_{L-1}(w | shorter c)) / count(c)
+
+    where ``D_total(c)`` is the discount summed over the tokens seen after ``c``. A window never
+    seen in training simply passes on the shorter window's estimate. The shorter windows count
+    *in how many different contexts* a pair appeared rather than how often (Kneser and Ney's
+    idea): "Francisco" is frequent but follows almost only "San", so it should not get much
+    probability after a window never seen before.
+
+    The discounts are the modified Kneser-Ney ones of Chen and Goodman (1998): three per window
+    length (for counts of 1, 2 and 3 or more), estimated from how many pairs were seen once,
+    twice, three and four times. Pass ``discounts`` (one number or one per window length) to fix
+    them instead.
+    """
+
+    def __init__(self, n: int, vocab_size: int, discounts: float | Sequence[float] | None = None):
+        super().__init__(n, vocab_size)
+        if discounts is not None:
+            d = np.atleast_1d(np.asarray(discounts, dtype=float))
+            if d.size not in (1, self.n):
+                raise ValueError(f"discounts must be one number or one per window length "
+                                 f"(n = {self.n}), got {d.size}")
+            if np.any(d < 0) or np.any(d > 1):
+                raise ValueError(f"discounts must lie in [0, 1], got {d.tolist()}")
+        self.fixed_discounts = discounts
+
+    def __repr__(self) -> str:
+        return f"KneserNeyModel(n={self.n}, vocab_size={self.vocab_size})"
+
+    def _after_fit(self) -> None:
+        V, n = self.vocab_size, self.n
+        # The counts each window length uses: raw counts for the longest window, and for shorter
+        # ones the number of distinct tokens seen just before the (window, next token) pair.
+        self._kn_counts: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+        self._kn_counts[n - 1] = self._pair_counts[n - 1]
+        for L in range(n - 1):
+            longer = self._pair_keys[L + 1]
+            parent = self._ctx_keys[L + 1][longer // V] // V  # drop the oldest token
+            codes = parent * V + longer % V
+            idx = np.searchsorted(self._pair_keys[L], codes)
+            self._kn_counts[L] = np.bincount(idx, minlength=len(self._pair_keys[L]))
+        self.discounts: list[np.ndarray] = []
+        self._kn_totals: list[np.ndarray] = []
+        self._backoff_mass: list[np.ndarray] = []
+        for L in range(n):
+            c = self._kn_counts[L]
+            if self.fixed_discounts is not None:
+                d_all = np.atleast_1d(np.asarray(self.fixed_discounts, dtype=float))
+                d = np.full(3, d_all[0] if d_all.size == 1 else d_all[L])
+            else:
+                d = self._modified_discounts(c)
+            self.discounts.append(d)
+            ctx = self._pair_keys[L] // V
+            n_ctx = len(self._ctx_keys[L])
+            self._kn_totals.append(np.bincount(ctx, weights=c, minlength=n_ctx))
+            self._backoff_mass.append(np.bincount(ctx, weights=d[np.minimum(c, 3) - 1],
+                                                  minlength=n_ctx))
+
+    @staticmethod
+    def _modified_discounts(c: np.ndarray) -> np.ndarray:
+        """Chen and Goodman's estimates of the discounts for counts 1, 2 and >= 3."""
+        n1, n2, n3, n4 = (int(np.sum(c == r)) for r in (1, 2, 3, 4))
+        if min(n1, n2, n3, n4) == 0:  # too few counts to estimate three discounts: use one
+            d = np.full(3, n1 / (n1 + 2 * n2) if n1 + n2 > 0 else 0.5)
+        else:
+            y = n1 / (n1 + 2 * n2)
+            d = np.array([1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
+        # Keep some mass for the shorter windows (so no probability is ever 0), and never take
+        # away more than the count itself.
+        return np.clip(d, 0.05, [1.0, 2.0, 3.0])
+
+    def _discounted(self, L: int, c: np.ndarray) -> np.ndarray:
+        d = self.discounts[L]
+        return np.where(c > 0, np.maximum(c - d[np.clip(c, 1, 3) - 1], 0.0), 0.0)
+
+    def _probs_of_targets(self, ids, found, targets):
+        V = self.vocab_size
+        p = np.full(len(targets), 1.0 / V)
+        for L in range(self.n):
+            f = found[L]
+            c = self._pair_lookup(self._pair_keys[L], self._kn_counts[L], ids[L] * V + targets, f)
+            total = self._kn_totals[L][ids[L]]
+            mass = self._backoff_mass[L][ids[L]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mixed = (self._discounted(L, c) + mass * p) / total
+            p = np.where(f & (total > 0), mixed, p)
+        return p
+
+    def _distribution(self, ids, found):
+        V = self.vocab_size
+        p = np.full(V, 1.0 / V)
+        for L in range(self.n):
+            if not found[L]:
+                break
+            total = self._kn_totals[L][ids[L]]
+            if total <= 0:
+                continue
+            c = self._row(L, ids[L], self._kn_counts[L])
+            p = (self._discounted(L, c) + self._backoff_mass[L][ids[L]] * p) / total
+        return p / p.sum()

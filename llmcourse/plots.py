@@ -1,0 +1,212 @@
+"""The course figure style and shared plotting helpers.
+
+Figures are read on the book's light and dark themes. Rather than guess the reader's theme, every
+figure is drawn on a light "card": an opaque near-white background with dark text and the
+colour-blind-safe Okabe-Ito palette. On the light theme the card blends in; on the dark theme it
+reads as a printed figure, and the text stays legible on both. Figures are saved as compact PNGs at
+a moderate resolution to keep pages light.
+
+Call :func:`use_course_style` once near the top of a notebook.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+from cycler import cycler
+
+#: Okabe & Ito's palette, distinguishable by readers with colour-vision deficiencies.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+COURSE_STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.facecolor": "#fcfcfc",
+    "axes.facecolor": "#fcfcfc",
+    "savefig.facecolor": "#fcfcfc",
+    "figure.edgecolor": "#fcfcfc",
+    "axes.edgecolor": "#444444",
+    "axes.labelcolor": "#222222",
+    "axes.titlecolor": "#222222",
+    "text.color": "#222222",
+    "xtick.color": "#333333",
+    "ytick.color": "#333333",
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "font.size": 10,
+    "legend.frameon": False,
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "image.cmap": "viridis",
+    "figure.constrained_layout.use": True,
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (and PNG output in notebooks)."""
+    mpl.rcParams.update(COURSE_STYLE)
+    try:  # in a notebook: inline PNGs, which are smaller than retina images
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is not None and hasattr(ip, "run_line_magic"):
+            from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+            set_matplotlib_formats("png")
+    except ImportError:  # plain Python: nothing to configure
+        pass
+
+
+# --- Chapter 1: the 3x3 pixel display and its network --------------------------------------------
+
+def draw_display(ax, display, title: str | None = None) -> None:
+    """Draw one 3x3 display on ``ax``: -1 black, +1 white, values in between grey.
+
+    A thin grey grid marks the pixels, so white pixels stay visible on the light figure card.
+    """
+    from .pixels import as_displays
+
+    x = as_displays(display)[0][0].reshape(3, 3)
+    ax.imshow(x, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    for k in range(4):
+        ax.axhline(k - 0.5, color="#888888", lw=1)
+        ax.axvline(k - 0.5, color="#888888", lw=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_xlim(-0.5, 2.5)
+    ax.set_ylim(2.5, -0.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+
+
+def plot_displays(displays, titles=None, ncols: int | None = None, size: float = 1.5):
+    """A row (or grid) of 3x3 displays with optional titles. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .pixels import as_displays
+
+    x = as_displays(displays)[0]
+    n = len(x)
+    ncols = ncols or n
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            draw_display(ax, x[i], None if titles is None else titles[i])
+        else:
+            ax.set_visible(False)
+    return fig
+
+
+def plot_network(net, ax=None, input_labels=None, output_labels=None, title: str | None = None):
+    """A diagram of a fully connected network's neurons and weights.
+
+    ``net`` has ``params`` ``W1, W2, ...`` of shape (inputs, outputs), like
+    :class:`llmcourse.pixels.PixelNet`. Each line is one weight: its width grows with the size of
+    the weight, blue for positive and vermilion for negative. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    weights = [np.asarray(net.params[f"W{i}"]) for i in range(1, 10) if f"W{i}" in net.params]
+    sizes = [weights[0].shape[0]] + [W.shape[1] for W in weights]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    else:
+        fig = ax.figure
+    tallest = max(sizes)
+
+    def ys(n):  # a layer's neurons, one unit apart, centred on the tallest layer
+        return (tallest - 1) / 2 + (n - 1) / 2 - np.arange(n)
+
+    xs = np.arange(len(sizes)) * 3.0
+    pos = [ys(n) for n in sizes]
+    biggest = max(float(np.abs(W).max()) for W in weights) or 1.0
+    for layer, W in enumerate(weights):
+        for i in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                w = W[i, j] / biggest
+                ax.plot([xs[layer], xs[layer + 1]], [pos[layer][i], pos[layer + 1][j]],
+                        color=PALETTE[0] if w > 0 else PALETTE[3], lw=0.2 + 3.0 * abs(w),
+                        alpha=0.25 + 0.6 * abs(w), zorder=1, solid_capstyle="round")
+    names = ["input\n(pixels)"] + [f"hidden {k}\n(tanh)" for k in range(1, len(sizes) - 1)] + [
+        "output\n(softmax)"]
+    for layer, (x, y) in enumerate(zip(xs, pos)):
+        ax.scatter(np.full(len(y), x), y, s=260, color="#ffffff", edgecolor="#333333",
+                   linewidth=1.2, zorder=3)
+        ax.text(x, tallest - 0.2, names[layer], ha="center", va="bottom", fontsize=10)
+    input_labels = input_labels or [f"pixel {i + 1}" for i in range(sizes[0])]
+    for y, lab in zip(pos[0], input_labels):
+        ax.text(xs[0] - 0.35, y, lab, ha="right", va="center", fontsize=9)
+    if output_labels is not None:
+        for y, lab in zip(pos[-1], output_labels):
+            ax.text(xs[-1] + 0.35, y, lab, ha="left", va="center", fontsize=9)
+    ax.plot([], [], color=PALETTE[0], lw=2.5, label="positive weight")
+    ax.plot([], [], color=PALETTE[3], lw=2.5, label="negative weight")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=9)
+    ax.set_xlim(xs[0] - 1.6, xs[-1] + 1.9)
+    ax.set_ylim(-0.9, tallest + 0.6)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_confusion_matrix(counts, names, ax=None, title: str = "Confusion matrix"):
+    """Counts ``counts[i, j]`` of examples of class ``i`` predicted as ``j``, as a labelled grid."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(counts)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    else:
+        fig = ax.figure
+    ax.imshow(counts, cmap="Blues")
+    ax.grid(False)
+    top = counts.max() if counts.size else 1
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if counts[i, j] > 0.6 * top else "#222222")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("the network says")
+    ax.set_ylabel("the display shows")
+    ax.set_title(title)
+    return fig
+
+
+def plot_display_probabilities(displays, probs, names, titles=None):
+    """Each display above a bar chart of the probabilities a network gives it. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .pixels import as_displays
+
+    x = as_displays(displays)[0]
+    probs = np.asarray(probs, dtype=float).reshape(len(x), -1)
+    n = len(x)
+    fig, axes = plt.subplots(2, n, figsize=(1.75 * n + 0.6, 4.0),
+                             gridspec_kw={"height_ratios": [1, 1.3]}, squeeze=False)
+    for k in range(n):
+        draw_display(axes[0, k], x[k], None if titles is None else titles[k])
+        ax = axes[1, k]
+        best = int(np.argmax(probs[k]))
+        colors = [PALETTE[2] if i == best else PALETTE[5] for i in range(len(names))]
+        ax.barh(range(len(names)), probs[k], color=colors)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_yticks(range(len(names)), names if k == 0 else [""] * len(names))
+        ax.set_xticks([0, 0.5, 1])
+        ax.set_xlabel("probability")
+        ax.grid(axis="y", visible=False)
+    return fig

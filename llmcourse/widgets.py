@@ -1,0 +1,151 @@
+"""Interactive widgets for the chapters, built so that a test can drive them.
+
+Introduced in Chapter 1 (``chapters/01_pixel_network.ipynb``): :func:`pixel_grid_widget` shows a
+3x3 grid of toggle buttons (a lit, white pixel is +1, a dark one -1) beside one bar per symbol
+holding the network's probability for it. Every click runs the network again and updates the bars.
+
+Each widget is a small object that exposes its parts (the buttons, the current probabilities) and
+methods to set its state, so a test does in code what a reader does with the mouse. Display it by
+leaving it as the last expression of a cell (or with ``IPython.display.display``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["PixelGridWidget", "pixel_grid_widget"]
+
+_WHITE, _BLACK = "#f4f4f4", "#1b1b1b"
+
+
+class PixelGridWidget:
+    """A clickable 3x3 display wired to a network's probabilities.
+
+    Parts:
+
+    * ``toggles`` -- 9 ``ipywidgets.ToggleButton``, row by row; ``value=True`` means white (+1);
+    * ``bars`` -- one ``ipywidgets.FloatProgress`` per symbol, holding its probability;
+    * ``presets`` -- buttons that load a clean symbol or clear the display;
+    * ``widget`` -- the whole layout, an ``ipywidgets.HBox``.
+
+    ``display`` (the 9 values) and ``probabilities`` (the 4 probabilities) read the current state;
+    ``set_display(values)`` and ``toggle(i)`` change it as clicks would.
+    """
+
+    def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray],
+                 names: tuple[str, ...], display: Any = None,
+                 presets: dict[str, np.ndarray] | None = None) -> None:
+        import ipywidgets as w
+
+        from .pixels import as_displays
+
+        self._predict = predict_proba
+        self.names = tuple(names)
+        start = (np.full(9, -1.0) if display is None
+                 else as_displays(display)[0][0])
+        if not np.all(np.isin(start, (-1.0, 1.0))):
+            raise ValueError("the widget's starting display must hold only +1 (white) and -1 "
+                             f"(black), got {start.tolist()}")
+        self._updating = False
+        self.toggles = [
+            w.ToggleButton(value=bool(v > 0), description="", tooltip=f"pixel {i + 1}",
+                           layout=w.Layout(width="52px", height="52px", margin="1px"))
+            for i, v in enumerate(start)
+        ]
+        for t in self.toggles:
+            t.observe(self._on_click, names="value")
+        grid = w.GridBox(self.toggles, layout=w.Layout(
+            grid_template_columns="repeat(3, 54px)", grid_gap="2px", width="170px"))
+        self.bars = [w.FloatProgress(value=0.0, min=0.0, max=1.0, description=name,
+                                     style={"description_width": "110px"},
+                                     layout=w.Layout(width="340px"))
+                     for name in self.names]
+        self.value_labels = [w.Label(value="") for _ in self.names]
+        rows = [w.HBox([b, lab]) for b, lab in zip(self.bars, self.value_labels)]
+        self.presets: dict[str, Any] = {}
+        for label, values in (presets or {}).items():
+            button = w.Button(description=label, layout=w.Layout(width="auto"))
+            button.on_click(lambda _b, v=np.asarray(values): self.set_display(v))
+            self.presets[label] = button
+        title = w.HTML("<b>Click the pixels</b> (white = +1, black = -1)")
+        left = w.VBox([title, grid, w.HBox(list(self.presets.values()),
+                                           layout=w.Layout(flex_flow="row wrap", width="200px"))])
+        right = w.VBox([w.HTML("<b>The network's probabilities</b>"), *rows])
+        self.widget = w.HBox([left, right], layout=w.Layout(grid_gap="24px"))
+        self._probs = np.zeros(len(self.names))
+        self._refresh()
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def display(self) -> np.ndarray:
+        """The current display: 9 values, +1 for a white pixel and -1 for a black one."""
+        return np.array([1.0 if t.value else -1.0 for t in self.toggles])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """The network's probabilities for the current display, one per symbol."""
+        return self._probs.copy()
+
+    def toggle(self, i: int) -> None:
+        """Flip pixel ``i`` (0..8, row by row), as a click does."""
+        if not 0 <= i < 9:
+            raise ValueError(f"pixel index must be 0..8, got {i}")
+        self.toggles[i].value = not self.toggles[i].value
+
+    def set_display(self, values: Any) -> None:
+        """Set all 9 pixels at once (+1 white, -1 black); the bars update once."""
+        from .pixels import as_displays
+
+        arr = as_displays(values)[0][0]
+        if not np.all(np.isin(arr, (-1.0, 1.0))):
+            raise ValueError(f"the grid has on/off pixels only: expected values +1 or -1, "
+                             f"got {arr.tolist()}")
+        self._updating = True
+        try:
+            for t, v in zip(self.toggles, arr):
+                t.value = bool(v > 0)
+        finally:
+            self._updating = False
+        self._refresh()
+
+    # -- updates ----------------------------------------------------------------------------
+    def _on_click(self, change: dict) -> None:
+        if not self._updating:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        for t in self.toggles:
+            t.style.button_color = _WHITE if t.value else _BLACK
+        self._probs = np.asarray(self._predict(self.display), dtype=float).reshape(-1)
+        best = int(np.argmax(self._probs))
+        for i, (bar, lab, p) in enumerate(zip(self.bars, self.value_labels, self._probs)):
+            bar.value = float(p)
+            bar.bar_style = "success" if i == best else "info"
+            lab.value = f"{100 * p:5.1f} %"
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        probs = ", ".join(f"{n}: {p:.3f}" for n, p in zip(self.names, self._probs))
+        return f"PixelGridWidget(display={self.display.astype(int).tolist()}, {probs})"
+
+
+def pixel_grid_widget(net: Any, display: Any = None) -> PixelGridWidget:
+    """A 3x3 grid of toggle buttons and the probabilities ``net`` gives to the four symbols.
+
+    ``net`` is a :class:`llmcourse.pixels.PixelNet` (anything with ``predict_proba(display)``
+    returning 4 probabilities works). ``display`` is the starting picture (default: all black).
+    """
+    from .pixels import SYMBOL_NAMES, SYMBOLS
+
+    if not hasattr(net, "predict_proba"):
+        raise TypeError(f"net must have a predict_proba(display) method (a PixelNet), got "
+                        f"{type(net).__name__}")
+    presets = {name: SYMBOLS[i] for i, name in enumerate(SYMBOL_NAMES)}
+    presets["clear"] = np.full(9, -1.0)
+    return PixelGridWidget(net.predict_proba, SYMBOL_NAMES, display=display, presets=presets)
