@@ -57,7 +57,7 @@ DATASETS: dict[str, Dataset] = {
             url="https://raw.githubusercontent.com/karpathy/makemore/master/names.txt",
             size=228145,
             sha256="0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d",
-            description="32,032 common first names, one a line (as shipped with makemore).",
+            description="About 32,000 common first names, one a line (as shipped with makemore).",
         ),
     ]
 }
