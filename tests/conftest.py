@@ -1,0 +1,80 @@
+"""Shared fixtures: paths, notebooks, and one build of the book per test session.
+
+The book build is also the chapters' test run: it executes every chapter in a fresh kernel (the
+book never caches execution), fails on any error or warning, and records each chapter's run time,
+which the summary at the end of the test run prints. So each chapter runs once per `make test`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+EXERCISE_SOURCES = sorted(p for p in (ROOT / "exercises" / "source").glob("*/*.ipynb")
+                          if p.stem == p.parent.name)
+LEARNER_VERSIONS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+
+
+@dataclass
+class BookBuild:
+    returncode: int
+    log: str
+    seconds: float
+    html: Path
+    times: dict
+
+    def page(self, docname: str) -> str:
+        return (self.html / f"{docname}.html").read_text(encoding="utf-8")
+
+
+_BUILD: BookBuild | None = None
+
+
+def build_book() -> BookBuild:
+    """Build the book once per session with warnings as errors (like `make book`)."""
+    global _BUILD
+    if _BUILD is None:
+        out = ROOT / "_build"
+        out.mkdir(exist_ok=True)
+        start = time.monotonic()
+        proc = subprocess.run(
+            [str(BIN / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going"],
+            cwd=ROOT, capture_output=True, text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+        )
+        log = proc.stdout + proc.stderr
+        (out / "build.log").write_text(log, encoding="utf-8")
+        times_file = out / "html" / "execution_times.json"
+        times = json.loads(times_file.read_text()) if times_file.exists() else {}
+        _BUILD = BookBuild(proc.returncode, log, time.monotonic() - start, out / "html", times)
+    return _BUILD
+
+
+@pytest.fixture(scope="session")
+def book() -> BookBuild:
+    return build_book()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _BUILD is None:
+        return
+    tr = terminalreporter
+    tr.section("book build and chapter execution times")
+    tr.write_line(f"book build: {_BUILD.seconds:.0f} s, exit status {_BUILD.returncode} "
+                  f"(log: _build/build.log)")
+    pages = _BUILD.times.get("pages", {})
+    for docname, info in pages.items():
+        ok = "ok" if info.get("succeeded") else f"FAILED ({info.get('error')})"
+        tr.write_line(f"  {docname:<34} {info.get('runtime') or 0:6.1f} s  {ok}")
+    if pages:
+        tr.write_line(f"  machine: {_BUILD.times.get('machine')}")
