@@ -3,15 +3,20 @@
 * Adds the measured time to run to each chapter's "What you will learn" box. The time is the
   execution time of that notebook in the build that produced the page (the book executes every
   chapter on every build), so it is never typed by hand and never stale.
+* Serves MathJax from the site itself (from the ``django-static-mathjax`` package, which is only
+  MathJax 3's files, with no dependencies) rather than a CDN, so math renders offline too: for a
+  reader of a local build, and in the browser tests. Without that package it keeps the CDN.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 
 from docutils import nodes
@@ -61,7 +66,41 @@ def write_times(app, exception):
         json.dumps({"machine": _machine(), "pages": times}, indent=2) + "\n", encoding="utf-8")
 
 
+# The parts of MathJax's es5 build that a page uses: the combined component, its lazily loaded
+# TeX extensions, fonts, menu and accessibility parts (the 4 MB speech engine is left out).
+MATHJAX_PARTS = ["tex-mml-chtml.js", "input", "output/chtml", "ui", "a11y", "adaptors"]
+
+
+def _mathjax_dir() -> Path | None:
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    es5 = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / "es5"
+    return es5 if (es5 / "tex-mml-chtml.js").is_file() else None
+
+
+def use_local_mathjax(app, config):
+    if _mathjax_dir() is not None:
+        config.mathjax_path = "mathjax/tex-mml-chtml.js"  # relative to _static
+
+
+def copy_mathjax(app, exception):
+    source = _mathjax_dir()
+    if exception is not None or app.builder.format != "html" or source is None:
+        return
+    target = Path(app.outdir) / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        src, dst = source / part, target / part
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
 def setup(app):
+    app.connect("config-inited", use_local_mathjax)
+    app.connect("build-finished", copy_mathjax)
     app.connect("doctree-resolved", add_runtime)
     app.connect("build-finished", write_times)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

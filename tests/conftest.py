@@ -66,6 +66,7 @@ def book() -> BookBuild:
 
 
 def pytest_terminal_summary(terminalreporter):
+    _site_summary(terminalreporter)
     if _BUILD is None:
         return
     tr = terminalreporter
@@ -78,3 +79,23 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"  {docname:<34} {info.get('runtime') or 0:6.1f} s  {ok}")
     if pages:
         tr.write_line(f"  machine: {_BUILD.times.get('machine')}")
+
+
+def _site_summary(tr):
+    module = sys.modules.get("test_site")
+    report = module.pytest_sessionfinish_report() if module else None  # also writes the JSON
+    if not report:
+        return
+    pages = {k: v for k, v in report.items() if not k.startswith("_")}
+    if not pages:
+        return
+    tr.section("website: load time and weight per page")
+    for name, info in sorted(pages.items()):
+        tr.write_line(f"  {name:<34} {info.get('load_ms', '-'):>6} ms  {info.get('weight_kb', '-'):>6} KB")
+    timed = [(v["load_ms"], k) for k, v in pages.items() if "load_ms" in v]
+    weighed = [(v["weight_kb"], k) for k, v in pages.items() if "weight_kb" in v]
+    if timed:
+        tr.write_line(f"  slowest page to load: {max(timed)[1]} ({max(timed)[0]} ms)")
+    if weighed:
+        tr.write_line(f"  heaviest page: {max(weighed)[1]} ({max(weighed)[0]} KB)")
+    tr.write_line(f"  screenshots: {ROOT / '_build' / 'screenshots'}")

@@ -1,0 +1,326 @@
+"""The website as readers see it: every page opened in headless Chromium.
+
+The book is built once (the session's build), served from 127.0.0.1, and every page of the table
+of contents is opened in Debian's Chromium through Selenium with the installed chromedriver (no
+browser is ever downloaded). For every page: no console errors of our own, no traceback in any
+output, every image loads, math renders, the table of contents links every chapter and exercise,
+chapter and exercise pages have Binder, Colab and download buttons pointing at their notebook, and
+widgets show their static figure without an error box. A full-page screenshot of every page, in the
+light and the dark theme, goes to ``_build/screenshots/``.
+
+Without Chromium these tests skip and say how to install it (`make test` installs it as root).
+The link check and the page-weight report need no browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html.parser
+import http.server
+import json
+import re
+import shutil
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+BRANCH = CONFIG["repository"].get("branch", "main")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+REPORT: dict[str, dict] = {}
+
+
+def _toc_docnames() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                names.append(node["file"])
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts", []))
+    return names
+
+
+PAGES = _toc_docnames()
+NOTEBOOK_PAGES = [p for p in PAGES if p.startswith(("chapters/", "exercises/"))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving the site and driving the browser
+
+
+@pytest.fixture(scope="session")
+def site(book):
+    assert book.returncode == 0, "the book did not build; see test_book.py"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(book.html))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Chromium is not installed: run `apt-get install chromium chromium-driver` "
+                    "(make test does this when run as root) to run the browser tests")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                 "--hide-scrollbars", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, url: str) -> float:
+    """Open a page, wait until it and its math are done; return the load time in ms."""
+    driver.get(url)
+    deadline = time.monotonic() + 30
+    while driver.execute_script("return document.readyState") != "complete":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not finish loading")
+        time.sleep(0.05)
+    driver.execute_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (window.MathJax && MathJax.startup && MathJax.startup.promise) {"
+        "  MathJax.startup.promise.then(() => done(true), () => done(false)); } else { done(true); }")
+    return driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0];"
+        "return n ? n.loadEventEnd - n.startTime : 0;")
+
+
+def _screenshot(driver, path: Path) -> None:
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics.get("cssContentSize") or metrics["contentSize"]
+    width, height = int(size["width"]), min(int(size["height"]), 16000)
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _own_console_errors(driver, site: str) -> list[str]:
+    errors = []
+    for entry in driver.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        message = entry["message"]
+        urls = re.findall(r"https?://[^\s\"')]+", message)
+        # errors about other hosts (a CDN the offline test machine cannot reach) are not ours
+        if urls and not any(u.startswith(site) for u in urls):
+            continue
+        errors.append(message)
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Every page, in the browser
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", PAGES)
+def test_page_in_the_browser(browser, site, book, docname):
+    url = f"{site}/{docname}.html"
+    browser.get_log("browser")  # drop what earlier pages logged
+    load_ms = _open(browser, url)
+    REPORT.setdefault(docname, {})["load_ms"] = round(load_ms)
+
+    assert browser.title and "404" not in browser.title
+    assert _own_console_errors(browser, site) == []
+
+    outputs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.cell_output')).map(e => e.innerText)")
+    for text in outputs:
+        assert "Traceback (most recent call last)" not in text
+        assert not re.search(r"^\w+Error: ", text, re.M), text[:300]
+    assert browser.execute_script(
+        "return document.querySelectorAll('.cell_output .traceback, .output.traceback').length") == 0
+    page_text = browser.execute_script("return document.body.innerText")
+    assert "Error displaying widget" not in page_text
+
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.src)")
+    assert broken == [], f"images that did not load: {broken}"
+
+    # math renders: every math element became MathJax output, with no TeX errors
+    maths = browser.execute_script("return document.querySelectorAll('.math').length")
+    if maths:
+        rendered = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+        assert rendered >= maths, f"{maths} math elements, {rendered} rendered by MathJax"
+        assert browser.execute_script("return document.querySelectorAll('mjx-merror').length") == 0
+
+    # the table of contents links every chapter and exercise
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('nav.bd-docs-nav a')).map(a => a.href)")
+    linked = {urllib.parse.urlparse(h).path.lstrip("/").removesuffix(".html") for h in links}
+    for entry in NOTEBOOK_PAGES:
+        assert entry in linked, f"the sidebar does not link {entry}"
+
+    slug = docname.replace("/", "__")
+    _screenshot(browser, SCREENSHOTS / f"{slug}-light.png")
+    browser.execute_script("document.documentElement.dataset.theme = 'dark';"
+                           "document.documentElement.dataset.mode = 'dark';")
+    time.sleep(0.2)
+    _screenshot(browser, SCREENSHOTS / f"{slug}-dark.png")
+    browser.execute_script("document.documentElement.dataset.theme = 'light';"
+                           "document.documentElement.dataset.mode = 'light';")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", NOTEBOOK_PAGES)
+def test_launch_and_download_buttons_point_at_the_notebook(browser, site, docname):
+    _open(browser, f"{site}/{docname}.html")
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.article-header-buttons a, "
+        ".header-article-items a, .dropdown-launch-buttons a, .dropdown-download-buttons a'))"
+        ".map(a => a.href)")
+    path = f"{docname}.ipynb"
+    binder = [h for h in hrefs if "mybinder.org" in h]
+    colab = [h for h in hrefs if "colab.research.google.com" in h]
+    assert binder, f"no Binder button on {docname}"
+    assert colab, f"no Colab button on {docname}"
+    assert binder[0].startswith(f"https://mybinder.org/v2/gh/{REPO}/{BRANCH}?")
+    assert urllib.parse.quote(path, safe="") in binder[0] or path in urllib.parse.unquote(binder[0])
+    assert colab[0] == f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{path}"
+    downloads = [h for h in hrefs if h.endswith(f"_sources/{path}")]
+    assert downloads, f"no .ipynb download button on {docname}: {hrefs}"
+    # the download really serves the notebook
+    import urllib.request
+
+    with urllib.request.urlopen(downloads[0]) as response:
+        nb = json.loads(response.read())
+    assert nb["nbformat"] == 4 and nb["cells"]
+
+
+@pytest.mark.browser
+def test_widget_pages_show_a_static_figure_and_how_to_make_it_live(browser, site, book):
+    widget_pages = []
+    for docname in NOTEBOOK_PAGES:
+        html = book.page(docname)
+        if "application/vnd.jupyter.widget-view+json" in html:
+            widget_pages.append(docname)
+    for docname in widget_pages:
+        _open(browser, f"{site}/{docname}.html")
+        text = browser.execute_script("return document.body.innerText")
+        assert "Error displaying widget" not in text
+        assert re.search(r"Binder|Colab|JupyterLab", text)
+        assert re.search(r"live", text, re.I), f"{docname} should say how to make the widget live"
+        assert browser.execute_script("return document.images.length") > 0
+    REPORT.setdefault("_widgets", {})["pages"] = widget_pages
+
+
+# ---------------------------------------------------------------------------------------------
+# Links and page weight (no browser needed)
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        for key in ("href", "src"):
+            if attrs.get(key) and not (tag == "link" and attrs.get("rel") == "preload"):
+                self.refs.append((tag, attrs[key]))
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_no_broken_internal_links_or_anchors(book):
+    html_root = book.html
+    pages = sorted(p for p in html_root.rglob("*.html") if "_static" not in p.parts)
+    parsed = {p: _parse(p) for p in pages}
+    broken, external = [], set()
+    for page, links in parsed.items():
+        for tag, ref in links.refs:
+            url = urllib.parse.urlparse(ref)
+            if url.scheme in ("http", "https", "mailto") or ref.startswith("//"):
+                external.add(ref)
+                continue
+            if url.scheme in ("data", "javascript") or ref.startswith("#") and not url.fragment:
+                continue
+            target = page if not url.path else (page.parent / urllib.parse.unquote(url.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(html_root)}: {ref} (no such file)")
+                continue
+            if url.fragment and target.suffix == ".html":
+                ids = parsed[target].ids if target in parsed else _parse(target).ids
+                if url.fragment not in ids:
+                    broken.append(f"{page.relative_to(html_root)}: {ref} (no anchor #{url.fragment})")
+    (ROOT / "_build" / "external_links.txt").write_text("\n".join(sorted(external)) + "\n")
+    assert broken == [], "\n".join(broken[:30])
+
+
+def test_page_weight_is_reported_and_figures_are_compact(book):
+    """Each page's HTML plus its own images (shared theme files excluded)."""
+    weights = {}
+    for docname in PAGES:
+        page = book.html / f"{docname}.html"
+        total = page.stat().st_size
+        images = []
+        for tag, ref in _parse(page).refs:
+            if tag == "img" and not ref.startswith(("http", "data:")):
+                img = (page.parent / urllib.parse.unquote(ref.split("#")[0])).resolve()
+                if img.is_file() and "_static" not in img.parts:
+                    images.append(img)
+        for img in set(images):
+            total += img.stat().st_size
+            assert img.stat().st_size < 400_000, f"{img.name} is {img.stat().st_size // 1000} KB"
+        weights[docname] = round(total / 1000)
+        REPORT.setdefault(docname, {})["weight_kb"] = weights[docname]
+    assert max(weights.values()) < 3000, weights  # 3 MB per page at most
+
+
+def pytest_sessionfinish_report():
+    """Write what the browser suite measured for people to read (called from conftest)."""
+    if not REPORT:
+        return None
+    out = ROOT / "_build" / "site_report.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(REPORT, indent=2, sort_keys=True) + "\n")
+    return REPORT
