@@ -6,6 +6,9 @@
 * Serves MathJax from the site itself (from the ``django-static-mathjax`` package, which is only
   MathJax 3's files, with no dependencies) rather than a CDN, so math renders offline too: for a
   reader of a local build, and in the browser tests. Without that package it keeps the CDN.
+* Drops repeated inline scripts: sphinx-thebe and sphinx-togglebutton register theirs on each
+  read, and Sphinx can only de-duplicate scripts with a file name, so a page got two copies of
+  ``const THEBE_JS_URL = ...``, a console error ("already been declared") on every page.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -98,7 +101,22 @@ def copy_mathjax(app, exception):
             shutil.copy2(src, dst)
 
 
+def dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        key = (getattr(js, "filename", str(js)) or "",  # inline scripts: None or ""
+               tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    scripts[:] = unique
+
+
 def setup(app):
+    app.connect("html-page-context", dedupe_scripts)
     app.connect("config-inited", use_local_mathjax)
     app.connect("build-finished", copy_mathjax)
     app.connect("doctree-resolved", add_runtime)

@@ -24,6 +24,11 @@ EXERCISE_SOURCES = sorted(p for p in (ROOT / "exercises" / "source").glob("*/*.i
                           if p.stem == p.parent.name)
 LEARNER_VERSIONS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 
+# Like the Makefile: read the course data from ../shared/data when it is beside the checkout and
+# nothing else was chosen, so running pytest directly works offline too.
+if not os.environ.get("LLMCOURSE_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["LLMCOURSE_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
 
 @dataclass
 class BookBuild:
@@ -48,7 +53,7 @@ def build_book() -> BookBuild:
         out.mkdir(exist_ok=True)
         start = time.monotonic()
         proc = subprocess.run(
-            [str(BIN / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going"],
+            [str(BIN / "jupyter-book"), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
             cwd=ROOT, capture_output=True, text=True,
             env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
         )

@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,11 @@ NOTEBOOK_PAGES = [p for p in PAGES if p.startswith(("chapters/", "exercises/"))]
 @pytest.fixture(scope="session")
 def site(book):
     assert book.returncode == 0, "the book did not build; see test_book.py"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(book.html))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(book.html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -111,7 +115,8 @@ def _open(driver, url: str) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not finish loading")
         time.sleep(0.05)
-    driver.execute_script(
+    driver.set_script_timeout(30)
+    driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "if (window.MathJax && MathJax.startup && MathJax.startup.promise) {"
         "  MathJax.startup.promise.then(() => done(true), () => done(false)); } else { done(true); }")
@@ -218,7 +223,7 @@ def test_launch_and_download_buttons_point_at_the_notebook(browser, site, docnam
     downloads = [h for h in hrefs if h.endswith(f"_sources/{path}")]
     assert downloads, f"no .ipynb download button on {docname}: {hrefs}"
     # the download really serves the notebook
-    import urllib.request
+
 
     with urllib.request.urlopen(downloads[0]) as response:
         nb = json.loads(response.read())
