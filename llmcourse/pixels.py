@@ -155,7 +155,7 @@ def _labels(y: Any, n: int) -> np.ndarray:
 
 
 def flip_pixels(displays: Any, flip_prob: float, rng: np.random.Generator) -> np.ndarray:
-    """Return a copy of ``displays`` where each pixel flips colour with probability ``flip_prob``."""
+    """A copy of ``displays`` where each pixel flips colour with probability ``flip_prob``."""
     if not 0.0 <= flip_prob <= 1.0:
         raise ValueError(f"flip_prob must be a probability in [0, 1], got {flip_prob}")
     x, single = as_displays(displays)

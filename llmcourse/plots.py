@@ -119,7 +119,7 @@ def plot_network(net, ax=None, input_labels=None, output_labels=None, title: str
     weights = [np.asarray(net.params[f"W{i}"]) for i in range(1, 10) if f"W{i}" in net.params]
     sizes = [weights[0].shape[0]] + [W.shape[1] for W in weights]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7.2, 4.6))
+        fig, ax = plt.subplots(figsize=(6.8, 4.3))
     else:
         fig = ax.figure
     tallest = max(sizes)
@@ -130,13 +130,20 @@ def plot_network(net, ax=None, input_labels=None, output_labels=None, title: str
     xs = np.arange(len(sizes)) * 3.0
     pos = [ys(n) for n in sizes]
     biggest = max(float(np.abs(W).max()) for W in weights) or 1.0
+    background = np.array(mpl.colors.to_rgb(mpl.rcParams["axes.facecolor"]))
+    lines = []
     for layer, W in enumerate(weights):
         for i in range(W.shape[0]):
             for j in range(W.shape[1]):
                 w = W[i, j] / biggest
-                ax.plot([xs[layer], xs[layer + 1]], [pos[layer][i], pos[layer + 1][j]],
-                        color=PALETTE[0] if w > 0 else PALETTE[3], lw=0.2 + 3.0 * abs(w),
-                        alpha=0.25 + 0.6 * abs(w), zorder=1, solid_capstyle="round")
+                # opaque colours, paler for small weights (no transparency keeps the PNG small)
+                strength = 0.3 + 0.7 * abs(w)
+                rgb = np.array(mpl.colors.to_rgb(PALETTE[0] if w > 0 else PALETTE[3]))
+                lines.append((abs(w), [xs[layer], xs[layer + 1]],
+                              [pos[layer][i], pos[layer + 1][j]],
+                              strength * rgb + (1 - strength) * background, 0.3 + 2.7 * abs(w)))
+    for _, x_pair, y_pair, colour, width in sorted(lines, key=lambda t: t[0]):  # big on top
+        ax.plot(x_pair, y_pair, color=colour, lw=width, zorder=1, solid_capstyle="round")
     names = ["input\n(pixels)"] + [f"hidden {k}\n(tanh)" for k in range(1, len(sizes) - 1)] + [
         "output\n(softmax)"]
     for layer, (x, y) in enumerate(zip(xs, pos)):
@@ -186,7 +193,7 @@ def plot_confusion_matrix(counts, names, ax=None, title: str = "Confusion matrix
 
 
 def plot_display_probabilities(displays, probs, names, titles=None):
-    """Each display above a bar chart of the probabilities a network gives it. Returns the figure."""
+    """Each display above a bar chart of the probabilities a network gives it."""
     import matplotlib.pyplot as plt
     import numpy as np
 
