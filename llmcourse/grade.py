@@ -190,24 +190,21 @@ def _assemble(learner, source) -> tuple[Any, list[str]]:
             problems.append(f"test cell '{gid}' appears twice; only the first was graded")
         else:
             cells.append(cell)
-    # restore deleted test cells after the cell that preceded them in the source
-    for i, gid in enumerate(order):
+    # restore a deleted test cell right after the nearest cell that preceded it in the source
+    # and is still there (usually the solution cell it tests)
+    for gid in order:
         if gid in seen:
             continue
         problems.append(f"test cell '{gid}' was deleted; the original test was graded instead")
+        src_idx = source.cells.index(originals[gid])
         position = 0
-        for earlier in reversed(order[:i]):
-            idx = next((k for k, c in enumerate(cells) if _nbgrader_meta(c).get("grade_id") == earlier), None)
+        for earlier in reversed(source.cells[:src_idx]):
+            earlier_id = _nbgrader_meta(earlier).get("grade_id")
+            idx = next((k for k, c in enumerate(cells)
+                        if earlier_id and _nbgrader_meta(c).get("grade_id") == earlier_id), None)
             if idx is not None:
                 position = idx + 1
                 break
-        else:
-            # before the first test: after the solution cell that precedes it in the source
-            src_idx = source.cells.index(originals[gid])
-            prev_ids = [_nbgrader_meta(c).get("grade_id") for c in source.cells[:src_idx]]
-            for k, c in enumerate(cells):
-                if _nbgrader_meta(c).get("grade_id") in prev_ids:
-                    position = k + 1
         cells.insert(position, copy.deepcopy(originals[gid]))
         seen.add(gid)
     nb.cells = cells
@@ -237,6 +234,9 @@ def _error_message(output) -> str:
         return _first_line(evalue)
     if ename == "AssertionError":
         return "AssertionError (a check failed without a message)"
+    if ename == "NameError":
+        return (f"NameError: {_first_line(evalue)} (did the cell that defines it run without "
+                f"errors? see Problems below)")
     return f"{ename}: {_first_line(evalue)}" if evalue else ename
 
 

@@ -186,7 +186,7 @@ def test_syntax_error_and_edited_or_deleted_tests(exercise0, submit):
     assert f"test cell '{tests[order[2]]}' was deleted" in problems
     assert not by_id[tests[order[0]]]["passed"] and "not defined" in by_id[tests[order[0]]]["message"]
     assert not by_id[tests[order[1]]]["passed"], "the original test must be graded, not the edit"
-    assert by_id[tests[order[2]]]["passed"], "the restored test runs against the learner's answer"
+    assert by_id[tests[order[2]]]["passed"], ("the restored test runs against the learner's answer", report["tests"])
 
 
 def test_text_report_reads_well(exercise0, submit):
