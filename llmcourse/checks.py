@@ -50,6 +50,7 @@ def _fail(first_line: str, details: Sequence[str] = (), hint: str | None = None)
 
 def _short(value: Any, limit: int = 120) -> str:
     """A one-line, length-limited repr for messages."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     if isinstance(value, np.ndarray):
         with np.printoptions(precision=4, suppress=True, threshold=12, edgeitems=3):
             text = np.array2string(value, separator=", ").replace("\n", "")
@@ -61,6 +62,7 @@ def _short(value: Any, limit: int = 120) -> str:
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     """Convert lists, scalars, NumPy arrays and PyTorch tensors to a NumPy array."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     if value is None:
         _fail(
             f"{name}: expected a number or an array, but got None.",
@@ -80,6 +82,7 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
 
 def check_true(condition: bool, message: str, hint: str | None = None) -> None:
     """Fail with ``message`` (and ``hint``) unless ``condition`` holds."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     if not condition:
         _fail(message, hint=hint)
 
@@ -87,6 +90,7 @@ def check_true(condition: bool, message: str, hint: str | None = None) -> None:
 def check_type(value: Any, expected: type | tuple[type, ...], *, name: str = "value",
                hint: str | None = None) -> None:
     """Check ``isinstance(value, expected)``."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     if not isinstance(value, expected):
         names = (" or ".join(t.__name__ for t in expected) if isinstance(expected, tuple)
                  else expected.__name__)
@@ -98,6 +102,7 @@ def check_type(value: Any, expected: type | tuple[type, ...], *, name: str = "va
 
 def check_equal(actual: Any, expected: Any, *, name: str = "value", hint: str | None = None) -> None:
     """Check exact equality (for ints, strings, lists, dicts, tuples and integer arrays)."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     if isinstance(expected, np.ndarray) or isinstance(actual, np.ndarray):
         a = _to_numpy(actual, name)
         e = np.asarray(expected)
@@ -147,6 +152,7 @@ def check_shape(array: Any, expected_shape: tuple[int, ...], *, name: str = "arr
 
     ``dtype`` may be a NumPy dtype or a kind such as ``"float"`` or ``"int"``.
     """
+    __tracebackhide__ = True  # learners see their test line, not this module
     if array is None or not hasattr(array, "shape"):
         _fail(f"{name}: expected an array of shape {tuple(expected_shape)}, but got a "
               f"{type(array).__name__}: {_short(array)}.",
@@ -168,6 +174,7 @@ def check_shape(array: Any, expected_shape: tuple[int, ...], *, name: str = "arr
 def check_close(actual: Any, expected: Any, *, name: str = "value", atol: float = 1e-6,
                 rtol: float = 1e-5, hint: str | None = None) -> None:
     """Check that numbers or arrays agree within ``atol + rtol * |expected|``."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     a = _to_numpy(actual, name)
     e = _to_numpy(expected, "expected")
     if a.shape != e.shape:
@@ -201,6 +208,7 @@ def check_distribution(p: Any, *, name: str = "probabilities", axis: int = -1,
                        atol: float = 1e-6, hint: str | None = None) -> None:
     """Check that ``p`` holds probability distributions along ``axis``: finite, in [0, 1],
     summing to 1."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     a = _to_numpy(p, name)
     with np.errstate(all="ignore"):
         if not np.all(np.isfinite(a)):
@@ -230,6 +238,7 @@ def check_function(func: Callable[..., Any], cases: Iterable[tuple[tuple, Any]],
     Numbers and arrays are compared with :func:`check_close`, everything else with
     :func:`check_equal`. The message names the inputs of the first case that fails.
     """
+    __tracebackhide__ = True  # learners see their test line, not this module
     fname = name or getattr(func, "__name__", "function")
     for args, expected in cases:
         shown = ", ".join(_short(a, 40) for a in args)
@@ -249,4 +258,5 @@ def check_function(func: Callable[..., Any], cases: Iterable[tuple[tuple, Any]],
 
 def isclose_scalar(a: float, b: float, tol: float = 1e-9) -> bool:
     """Plain ``math.isclose`` with an absolute tolerance, for quick hidden tests."""
+    __tracebackhide__ = True  # learners see their test line, not this module
     return math.isclose(a, b, abs_tol=tol, rel_tol=tol)

@@ -163,7 +163,8 @@ class _NGramCounts:
 
     * ``_ctx_keys[L]``: the sorted integer codes of the distinct windows of ``L`` tokens; a
       window's id is its position in this array. The code of a window is
-      ``id(last L-1 tokens) * V + oldest token``, so it fits an int64 for any vocabulary.
+      ``id(last L-1 tokens) * V + oldest token``: at most (text length) * V, so it fits an
+      int64 even for BPE vocabularies and long windows.
     * ``_pair_keys[L]``, ``_pair_counts[L]``: the distinct (window id, next token) pairs, coded as
       ``window_id * V + next``, sorted, and how often each occurred.
     * ``_ctx_totals[L]``: how often each window occurred (the sum of its pair counts).

@@ -381,3 +381,12 @@ def test_as_token_array_checks_range():
     assert as_token_array([1, 2], 3).dtype == np.int64
     with pytest.raises(ValueError, match=r"ids in \[0, 3\) .*got 3 at position 0"):
         as_token_array([3], 3)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import llmcourse.ngram
+
+    result = doctest.testmod(llmcourse.ngram)
+    assert result.attempted >= 6 and result.failed == 0
