@@ -6,7 +6,10 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.plots`   -- the course figure style and plotting helpers (all chapters)
 * :mod:`llmcourse.checks`  -- self-checks used by the exercise notebooks (all exercises)
 * :mod:`llmcourse.grade`   -- the autograder behind ``llmcourse grade`` (all exercises)
+* :mod:`llmcourse.exercises` -- where exercises live; learner versions made with nbgrader
+* :mod:`llmcourse.charcounts` -- next-character counts, the first language model (Ch. 0)
 * :mod:`llmcourse.pixels`  -- the 3x3 pixel-display network, with hand-written backprop (Ch. 1)
+* :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3)
 * :mod:`llmcourse.ngram`   -- n-gram language models: counting, smoothing, sampling (Ch. 2)
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
 
