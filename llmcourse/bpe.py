@@ -21,7 +21,8 @@ Details that make this exact and fast:
 
 * **Ties.** When two pairs are equally frequent, the pair with the smaller ids wins (compare the
   first ids, then the second ones), so training is deterministic. A pair whose merged bytes are
-  already a token (``"ab"+"c"`` when ``"a"+"bc"`` exists) is never merged again: every token has
+  already a token (``"a"+"bc"`` when ``"ab"+"c"`` was learned) is never merged. This is a safety
+  net (we have not seen BPE training produce such a pair): it guarantees that every token has
   different bytes, so merge ``k`` with id ``256 + k`` maps one-to-one onto tiktoken's
   ``mergeable_ranks`` (bytes -> rank).
 * **Fast training** (:func:`train_bpe`) counts the pairs once, then after each merge updates only
@@ -51,7 +52,7 @@ import heapq
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Collection, Iterable, Literal, Sequence
+from typing import Any, Callable, Collection, Iterable, Literal, Sequence
 
 import regex
 
@@ -92,7 +93,9 @@ _VERSION = 1
 
 def count_pairs(ids: Sequence[int], counts: dict[tuple[int, int], int] | None = None,
                 weight: int = 1) -> dict[tuple[int, int], int]:
-    """Count each pair of neighbouring ids: ``[1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}``.
+    """Count each pair of neighbouring ids.
+
+    ``count_pairs([1, 2, 3, 1, 2]) -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}``.
 
     Pass ``counts`` to add to an existing dictionary (``weight`` times each pair).
     """
@@ -182,7 +185,7 @@ def split_text(text: str, pattern: str | None = GPT4_SPLIT_PATTERN,
 
 
 def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of ``text``; lone surrogates (not valid Unicode) become U+FFFD, as in tiktoken."""
+    """The UTF-8 of ``text``; lone surrogates (not valid Unicode) become U+FFFD, like tiktoken."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -251,7 +254,8 @@ class BPETokenizer:
                 raise ValueError(f"special token ids must follow the merges, i.e. be "
                                  f"{expected}, got {sorted(specials.values())}")
         else:
-            specials = {s: len(self.vocab) + i for i, s in enumerate(_check_special(special_tokens))}
+            names = _check_special(special_tokens)
+            specials = {s: len(self.vocab) + i for i, s in enumerate(names)}
         self.special_tokens: dict[str, int] = specials
         for s, i in specials.items():
             self.vocab[i] = s.encode("utf-8")
@@ -320,7 +324,12 @@ class BPETokenizer:
         return [t for t in ids if t >= 0]
 
     def encode_ordinary(self, text: str) -> list[int]:
-        """Encode ``text`` treating special-token strings as ordinary text."""
+        """Encode ``text`` treating special-token strings as ordinary text.
+
+        Like tiktoken, only the text that the split pattern matches is encoded; GPT-4's pattern
+        matches every character, so ``decode(encode(s)) == s``. A custom pattern that skips some
+        characters drops them.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         chunks = [text] if self._regex is None else self._regex.findall(text)
@@ -377,6 +386,7 @@ class BPETokenizer:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens ``ids``, joined."""
         vocab = self.vocab
+        ids = list(ids)
         try:
             return b"".join(vocab[i] for i in ids)
         except (KeyError, TypeError):
@@ -411,7 +421,7 @@ class BPETokenizer:
 
     # -- saving and loading -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the tokenizer to a JSON file: the pattern, the merges in order, the special tokens."""
+        """Write the tokenizer to a JSON file: pattern, merges in order, special tokens."""
         data = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -428,8 +438,8 @@ class BPETokenizer:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} must be a tokenizer saved by BPETokenizer.save (JSON), but it "
-                             f"could not be read: {err}") from None
+            raise ValueError(f"{path} must be a tokenizer saved by BPETokenizer.save (JSON), "
+                             f"but it could not be read: {err}") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{path} must hold a JSON object with format {_FORMAT!r}, got {got!r}")
@@ -470,7 +480,8 @@ def _check_training_args(text: str, vocab_size: int, pattern: str | None,
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
     if vocab_size < 256 + len(specials):
         raise ValueError(f"vocab_size must be at least 256 (one token per byte) + "
-                         f"{len(specials)} special tokens = {256 + len(specials)}, got {vocab_size}")
+                         f"{len(specials)} special tokens = {256 + len(specials)}, "
+                         f"got {vocab_size}")
     chunks = split_text(text, pattern, specials)
     return chunks, specials
 
@@ -483,12 +494,15 @@ def _too_large(vocab_size: int, n_merges: int, n_special: int) -> ValueError:
 
 
 def train_bpe(text: str, vocab_size: int, pattern: str | None = GPT4_SPLIT_PATTERN,
-              special_tokens: Iterable[str] | None = None) -> BPETokenizer:
+              special_tokens: Iterable[str] | None = None,
+              on_merge: Callable[[int, tuple[int, int]], None] | None = None) -> BPETokenizer:
     """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text`` (fast).
 
     ``pattern`` is the split pattern (default: GPT-4's); ``None`` trains on the whole text without
     splitting. ``special_tokens`` (e.g. ``["<|endoftext|>"]``) get the last ids; the text is cut at
     them so that they never take part in a merge. Ties: the pair with the smaller ids wins.
+    ``on_merge(k, pair)``, if given, is called after merge ``k`` (to time training, or to show
+    progress).
 
     The algorithm: every distinct chunk is stored once, with its count, as a linked list of tokens.
     ``where[pair]`` remembers the positions where a pair starts and ``counts[pair]`` how often it
@@ -546,47 +560,44 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = GPT4_SPLIT_PATTE
         known.add(vocab[new_id])
 
         a, b = pair
-        changed: set[tuple[int, int]] = set()
-
-        def add(p: tuple[int, int], w: int, at: int | None) -> None:
-            counts[p] = counts.get(p, 0) + w
-            changed.add(p)
-            if at is not None:
-                where.setdefault(p, []).append(at)
-
+        delta: dict[tuple[int, int], int] = {}  # how the merge changes each neighbouring pair
         for i in sorted(set(where.pop(pair))):
             j = nxt[i]
             if tok[i] != a or j < 0 or tok[j] != b:
                 continue  # this occurrence is gone (merged away, or overlapped)
-            w = weight[i]
-            p, q = prv[i], nxt[j]
-            counts[pair] -= w
-            if p >= 0:
-                add((tok[p], a), -w, None)
-            if q >= 0:
-                add((b, tok[q]), -w, None)
-            tok[i], tok[j] = new_id, -1
-            nxt[i] = q
-            if q >= 0:
+            w, p, q = weight[i], prv[i], nxt[j]
+            tok[i], tok[j], nxt[i] = new_id, -1, q
+            if p >= 0:  # x a b -> x Z: (x, a) loses, (x, Z) gains
+                x = tok[p]
+                delta[(x, a)] = delta.get((x, a), 0) - w
+                delta[(x, new_id)] = delta.get((x, new_id), 0) + w
+                where.setdefault((x, new_id), []).append(p)
+            if q >= 0:  # a b y -> Z y: (b, y) loses, (Z, y) gains
                 prv[q] = i
-            if p >= 0:
-                add((tok[p], new_id), w, p)
-            if q >= 0:
-                add((new_id, tok[q]), w, i)
-        counts.pop(pair, None)
-        changed.discard(pair)
-        for p in changed:
-            c = counts.get(p, 0)
+                y = tok[q]
+                delta[(b, y)] = delta.get((b, y), 0) - w
+                delta[(new_id, y)] = delta.get((new_id, y), 0) + w
+                where.setdefault((new_id, y), []).append(i)
+        del counts[pair]
+        for p2, d in delta.items():
+            if d == 0 or p2 == pair:
+                continue
+            c = counts.get(p2, 0) + d
             if c > 0:
-                heapq.heappush(heap, (-c, p))
+                counts[p2] = c
+                heapq.heappush(heap, (-c, p2))
             else:
-                counts.pop(p, None)
-                where.pop(p, None)
+                counts.pop(p2, None)
+                where.pop(p2, None)
+        if on_merge is not None:
+            on_merge(new_id - 256, pair)
     return BPETokenizer(merges, pattern=pattern, special_tokens=specials)
 
 
 def train_bpe_recount(text: str, vocab_size: int, pattern: str | None = GPT4_SPLIT_PATTERN,
-                      special_tokens: Iterable[str] | None = None) -> BPETokenizer:
+                      special_tokens: Iterable[str] | None = None,
+                      on_merge: Callable[[int, tuple[int, int]], None] | None = None
+                      ) -> BPETokenizer:
     """The plain trainer: after every merge, count all pairs again (slow; the reference).
 
     Same arguments and the same merges as :func:`train_bpe`, in a few readable lines.
@@ -610,6 +621,8 @@ def train_bpe_recount(text: str, vocab_size: int, pattern: str | None = GPT4_SPL
         ids = [merge_pair(chunk_ids, pair, new_id) for chunk_ids in ids]
         merges.append(pair)
         vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        if on_merge is not None:
+            on_merge(new_id - 256, pair)
     return BPETokenizer(merges, pattern=pattern, special_tokens=specials)
 
 
