@@ -14,7 +14,6 @@ The link check and the page-weight report need no browser.
 
 from __future__ import annotations
 
-import base64
 import functools
 import html.parser
 import http.server
@@ -125,15 +124,41 @@ def _open(driver, url: str) -> float:
         "return n ? n.loadEventEnd - n.startTime : 0;")
 
 
-def _screenshot(driver, path: Path) -> None:
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width, height = int(size["width"]), min(int(size["height"]), 16000)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+def _screenshot(driver, path: Path, chunk: int = 4000, limit: int = 60000) -> None:
+    """A full-page screenshot, taken as a reader scrolls: viewport by viewport, stitched.
+
+    (Chrome's own beyond-the-viewport capture leaves tall pages half painted.) Sticky headers are
+    made static while capturing so they do not cover the content of every chunk.
+    """
+    import io
+
+    from PIL import Image
+
+    driver.execute_script(
+        "const s = document.createElement('style'); s.id = 'shot-style';"
+        "s.textContent = '.bd-header, .bd-header-article, .bd-sidebar-primary, "
+        ".bd-sidebar-secondary {position: static !important; max-height: none !important}';"
+        "document.head.appendChild(s);")
+    width = 1280
+    total = min(driver.execute_script("return document.documentElement.scrollHeight"), limit)
+    view = min(total, chunk)
+    driver.set_window_size(width, view)
+    view = driver.execute_script("return window.innerHeight")
+    page = Image.new("RGB", (width, total), "white")
+    y = 0
+    while y < total:
+        driver.execute_script(f"window.scrollTo(0, {y})")
+        time.sleep(0.15)
+        top = driver.execute_script("return window.scrollY")
+        shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+        if shot.width != width:  # device pixel ratio other than 1
+            shot = shot.resize((width, round(shot.height * width / shot.width)))
+        page.paste(shot.crop((0, 0, width, min(view, total - top))), (0, top))
+        y = top + view
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
+    page.save(path, optimize=True)
+    driver.execute_script("document.getElementById('shot-style').remove(); window.scrollTo(0, 0)")
+    driver.set_window_size(width, 900)
 
 
 def _own_console_errors(driver, site: str) -> list[str]:
