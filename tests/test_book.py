@@ -37,7 +37,7 @@ def test_chapter_executed_in_the_build(book, chapter):
 def test_chapter_page_shows_outputs_figures_and_run_time(book, chapter):
     html = book.page(f"chapters/{chapter.stem}")
     assert html.count('class="cell_output') >= 3, "expected executed outputs on the page"
-    assert re.search(r'<img[^>]+src="[^"]*_images/[^"]+\.png"', html), "expected a figure"
+    assert re.search(r'<img[^>]+src="[^"]*_images/[^"]+\.(png|svg)"', html), "expected a figure"
     assert "Time to run:" in html, "the 'What you will learn' box should show the measured time"
 
 
