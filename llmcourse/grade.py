@@ -137,6 +137,10 @@ def _test_ids(nb) -> set[str]:
 
 
 def _match_source(path: Path, nb, explicit: Path | None):
+    if not any(_nbgrader_meta(c) for c in nb.cells):
+        raise GradeError(f"{path} is not one of the course's exercises: it has no graded cells "
+                         f"(nbgrader metadata); grade the notebook from exercises/, not a chapter "
+                         f"or a copy pasted into a new notebook")
     source_path = find_source(path, explicit)
     if source_path is None:  # renamed file: match by the ids of its graded cells
         ids = {_nbgrader_meta(c).get("grade_id") for c in nb.cells if _nbgrader_meta(c)}

@@ -203,7 +203,8 @@ def test_text_report_reads_well(exercise0, submit):
     assert any("FAIL" in l for l in lines) and any(l.rstrip().endswith("ok") for l in lines)
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "text", "corrupt", "json", "chapter"])
+@pytest.mark.parametrize("case", ["missing", "directory", "text", "corrupt", "json", "chapter",
+                                  "chapter-named-like-an-exercise"])
 def test_ungradable_input_exits_2_with_one_line(case, tmp_path):
     target = {
         "missing": tmp_path / "nope.ipynb",
@@ -212,6 +213,7 @@ def test_ungradable_input_exits_2_with_one_line(case, tmp_path):
         "corrupt": tmp_path / "corrupt.ipynb",
         "json": tmp_path / "list.ipynb",
         "chapter": tmp_path / "chapter.ipynb",
+        "chapter-named-like-an-exercise": CHAPTERS[0],
     }[case]
     if case == "text":
         target.write_bytes(b"\xff\xfe not text")
