@@ -33,8 +33,16 @@ def repo_root() -> Path | None:
 
 
 def source_dir() -> Path | None:
+    """The exercise sources: in the checkout, or the copy an installed wheel carries."""
     root = repo_root()
-    return root / "exercises" / "source" if root else None
+    if root is not None:
+        return root / "exercises" / "source"
+    import importlib.util
+
+    spec = importlib.util.find_spec("llmcourse.exercise_sources")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return None
 
 
 def source_notebooks(base: Path | None = None) -> list[Path]:

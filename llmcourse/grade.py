@@ -388,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
                                          "in a checkout of the course)")
     args = parser.parse_args(argv)
     try:
+        import nbclient  # noqa: F401
+        import nbgrader  # noqa: F401
+    except ImportError as e:
+        print(f"llmcourse grade: cannot grade: the grader needs {e.name}, which is not installed "
+              f"(pip install 'llmcourse[grade]', or pip install nbgrader)", file=sys.stderr)
+        return 2
+    try:
         report = grade_notebook(args.notebook, timeout=args.timeout, source=args.source)
     except GradeError as e:
         print(f"llmcourse grade: cannot grade: {e}", file=sys.stderr)

@@ -261,3 +261,29 @@ def test_nbgrader_autograde_gives_full_marks(tmp_path):
             sub = gb.find_submission(name, "learner1")
             assert sub.max_score > 0
             assert sub.score == sub.max_score, (name, sub.score, sub.max_score)
+
+
+def test_installed_wheel_grades_outside_a_checkout(tmp_path):
+    """On Colab the package comes from a wheel, not a checkout: it must carry the sources."""
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                            "-w", str(wheels), str(ROOT)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                              "--target", str(site), *map(str, wheels.glob("*.whl"))],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    learner = tmp_path / "work" / "00_language_models.ipynb"
+    learner.parent.mkdir()
+    shutil.copy(ROOT / "exercises" / learner.name, learner)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import llmcourse; print(llmcourse.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr
+    proc = subprocess.run([sys.executable, "-m", "llmcourse.grade", str(learner), "--json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["exercise"] == "00_language_models"
+    assert report["score"] == 0 and report["max_score"] > 0
