@@ -265,9 +265,12 @@ def test_nbgrader_autograde_gives_full_marks(tmp_path):
 
 def test_installed_wheel_grades_outside_a_checkout(tmp_path):
     """On Colab the package comes from a wheel, not a checkout: it must carry the sources."""
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels, site, tree = tmp_path / "wheels", tmp_path / "site", tmp_path / "tree"
+    # build from a copy: setuptools leaves a build/ folder in the tree it builds
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "_build", "build", "*.egg-info", ".pytest_cache", ".hypothesis"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                            "-w", str(wheels), str(ROOT)],
+                            "-w", str(wheels), str(tree)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
