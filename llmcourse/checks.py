@@ -124,15 +124,20 @@ def check_equal(actual: Any, expected: Any, *, name: str = "value", hint: str | 
         missing = [k for k in expected if k not in actual]
         extra = [k for k in actual if k not in expected]
         wrong = [k for k in expected if k in actual and actual[k] != expected[k]]
+        # the first line names one concrete difference: the grader's table shows only that line
+        if wrong:
+            k = wrong[0]
+            first = (f"{name}: for key {k!r} expected {_short(expected[k])}, but got "
+                     f"{_short(actual[k])} ({len(wrong)} of {len(expected)} values differ).")
+        elif missing:
+            first = f"{name}: the dictionary is missing the key(s) {_short(missing)}."
+        else:
+            first = f"{name}: the dictionary has unexpected key(s) {_short(extra)}."
         if missing:
             details.append(f"Missing keys: {_short(missing)}.")
         if extra:
             details.append(f"Unexpected keys: {_short(extra)}.")
-        if wrong:
-            k = wrong[0]
-            details.append(f"{len(wrong)} keys have the wrong value; for {k!r} expected "
-                           f"{_short(expected[k])}, got {_short(actual[k])}.")
-        _fail(f"{name}: the dictionary differs from the expected one.", details, hint)
+        _fail(first, details, hint)
     if isinstance(expected, (list, tuple, str)) and isinstance(actual, (list, tuple, str)):
         if type(actual) is not type(expected):
             details.append(f"Expected a {type(expected).__name__}, got a {type(actual).__name__}.")

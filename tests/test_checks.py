@@ -61,8 +61,11 @@ def test_check_distribution_rows():
 
 def test_check_equal_explains_dicts_lists_and_strings():
     text = message(check_equal, {"a": 1, "c": 3}, {"a": 2, "b": 1}, name="counts")
+    assert text.splitlines()[0] == ("counts: for key 'a' expected 2, but got 1 "
+                                    "(1 of 2 values differ).")
     assert "Missing keys: ['b']" in text and "Unexpected keys: ['c']" in text
-    assert "for 'a' expected 2, got 1" in text
+    assert message(check_equal, {"a": 1}, {"a": 1, "b": 2}, name="d").splitlines()[0] == (
+        "d: the dictionary is missing the key(s) ['b'].")
     text = message(check_equal, [1, 2, 4], [1, 2, 3], name="ids")
     assert "First difference at position 2: expected 3, got 4" in text
     check_equal("abc", "abc")
