@@ -49,8 +49,10 @@ exercises: setup
 strip: setup
 	$(BIN)/jupyter nbconvert --clear-output --inplace chapters/*.ipynb exercises/source/*/*.ipynb
 
+# Measured side by side, written to benchmarks/results/*.md (run on a quiet machine).
 bench: setup
 	$(BIN)/python benchmarks/bpe.py
+	$(BIN)/python benchmarks/torch_threads.py
 
 clean:
 	rm -rf _build
