@@ -14,33 +14,22 @@ step there is) and compare the fast trainer with that too.
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import regex
 import tiktoken
 
 from llmcourse.bpe import (BPETokenizer, count_pairs, merge_pair, split_text, train_bpe,
                            train_bpe_recount)
 from llmcourse.data import load_text
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
+
 RECOUNT_MERGES = 32
 REPEATS = 3
 RESULTS = Path(__file__).parent / "results" / "bpe.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def best_time(fn, repeats: int = REPEATS):
@@ -71,7 +60,7 @@ def one_recount_step(tok: BPETokenizer, chunks: list[str]) -> float:
 
 
 def main() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    machine = describe()  # before the work starts: its load average is the others'
     text = load_text("tinyshakespeare", progress=False)
     n_bytes = len(text.encode("utf-8"))
     chunks = split_text(text)
@@ -147,16 +136,6 @@ def main() -> str:
         ["| target | measured | met |", "|---|---:|---|"]
         + [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in checks])
 
-    try:  # the description shared by all benchmarks (benchmarks/machine.py)
-        from machine import describe
-        machine = describe()
-    except ImportError:
-        machine = (f"{cpu_model()}, {os.cpu_count()} logical CPUs, "
-                   f"Python {platform.python_version()}, numpy {np.__version__}, "
-                   f"tiktoken {tiktoken.__version__}")
-    machine += (f", regex {regex.__version__}; load average when the run started {load:.1f} "
-                f"(other programs share the machine, so absolute times vary; the ratios, "
-                f"measured side by side, vary less)")
     report = f"""# BPE benchmark (`benchmarks/bpe.py`)
 
 Machine: {machine}.
