@@ -19,7 +19,6 @@ Introduced in the exercise of Chapter 0 and used by every exercise after it.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, Iterable, Sequence
 
@@ -259,9 +258,3 @@ def check_function(func: Callable[..., Any], cases: Iterable[tuple[tuple, Any]],
             check_close(result, expected, name=label, atol=atol, rtol=rtol, hint=hint)
         else:
             check_equal(result, expected, name=label, hint=hint)
-
-
-def isclose_scalar(a: float, b: float, tol: float = 1e-9) -> bool:
-    """Plain ``math.isclose`` with an absolute tolerance, for quick hidden tests."""
-    __tracebackhide__ = True  # learners see their test line, not this module
-    return math.isclose(a, b, abs_tol=tol, rel_tol=tol)

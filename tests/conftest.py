@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -23,6 +24,27 @@ CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 EXERCISE_SOURCES = sorted(p for p in (ROOT / "exercises" / "source").glob("*/*.ipynb")
                           if p.stem == p.parent.name)
 LEARNER_VERSIONS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_docnames() -> list[str]:
+    """Every page of _toc.yml, the root first, in the order of the book."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                names.append(node["file"])
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts", []))
+    return names
 
 # Like the Makefile: read the course data from ../shared/data when it is beside the checkout and
 # nothing else was chosen, so running pytest directly works offline too.
@@ -88,7 +110,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def _site_summary(tr):
     module = sys.modules.get("test_site")
-    report = module.pytest_sessionfinish_report() if module else None  # also writes the JSON
+    report = module.write_report() if module else None  # also writes the JSON
     if not report:
         return
     pages = {k: v for k, v in report.items() if not k.startswith("_")}

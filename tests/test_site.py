@@ -27,13 +27,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import CONFIG, ROOT, toc_docnames
 
 pytestmark = pytest.mark.slow
 
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO = CONFIG["repository"]["url"].removeprefix("https://github.com/")
 BRANCH = CONFIG["repository"].get("branch", "main")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,26 +40,7 @@ SCREENSHOTS = ROOT / "_build" / "screenshots"
 REPORT: dict[str, dict] = {}
 
 
-def _toc_docnames() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                names.append(node["file"])
-            for value in node.values():
-                if isinstance(value, (list, dict)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc.get("parts", []))
-    return names
-
-
-PAGES = _toc_docnames()
+PAGES = toc_docnames()
 NOTEBOOK_PAGES = [p for p in PAGES if p.startswith(("chapters/", "exercises/"))]
 
 
@@ -346,7 +325,7 @@ def test_page_weight_is_reported_and_figures_are_compact(book):
     assert max(weights.values()) < 3000, weights  # 3 MB per page at most
 
 
-def pytest_sessionfinish_report():
+def write_report():
     """Write what the browser suite measured for people to read (called from conftest)."""
     if not REPORT:
         return None

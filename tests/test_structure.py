@@ -7,26 +7,11 @@ import subprocess
 
 import nbformat
 import pytest
-import yaml
 
-from conftest import BIN, CHAPTERS, EXERCISE_SOURCES, LEARNER_VERSIONS, ROOT
+from conftest import (BIN, CHAPTERS, CONFIG, EXERCISE_SOURCES, LEARNER_VERSIONS, ROOT,
+                      toc_docnames)
 
 ALL_NOTEBOOKS = CHAPTERS + EXERCISE_SOURCES + LEARNER_VERSIONS
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-
-
-def _toc_files(node) -> list[str]:
-    files = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root"):
-                files.append(value)
-            else:
-                files += _toc_files(value)
-    elif isinstance(node, list):
-        for item in node:
-            files += _toc_files(item)
-    return files
 
 
 def _name(p):
@@ -34,7 +19,7 @@ def _name(p):
 
 
 def test_every_toc_entry_exists_and_every_chapter_and_exercise_is_listed():
-    listed = _toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    listed = toc_docnames()
     for entry in listed:
         assert any((ROOT / (entry + ext)).is_file() for ext in ("", ".md", ".ipynb")), entry
     for nb in CHAPTERS + LEARNER_VERSIONS:
