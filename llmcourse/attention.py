@@ -1,0 +1,195 @@
+"""Attention: each token takes its meaning from its context (introduced in Chapter 5).
+
+An embedding gives a token one vector, whatever surrounds it (Chapter 4). Attention lets every
+position build a new vector as a weighted mix of the vectors around it:
+
+1. each position asks a question, its *query* ``q``, and offers a *key* ``k`` and a *value* ``v``
+   (three linear maps of its vector);
+2. the score of position ``i`` for position ``j`` is the dot product ``q_i . k_j``, divided by
+   ``sqrt(d)`` so that the scores do not grow with the width ``d`` and saturate the softmax;
+3. a mask removes the pairs that may not be used (for next-token prediction: the future);
+4. a softmax over each row turns the scores into weights that sum to 1;
+5. the output of position ``i`` is the weighted sum of the values.
+
+Multi-head attention does this several times in parallel on narrow slices of the vector (each head
+its own projections), concatenates the heads and mixes them with one more linear map.
+
+This module holds the reusable version: :func:`scaled_dot_product_attention` written from matrix
+products and a softmax, :func:`causal_mask`, and :class:`CausalSelfAttention`, the batched
+multi-head module that the GPT of Chapter 6 stacks. The module can keep the keys and values it has
+computed in a :class:`LayerKVCache`, so that generation (Chapter 7) computes only the new token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "LayerKVCache", "CausalSelfAttention"]
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> torch.Tensor:
+    """A boolean mask, True where query ``i`` may attend to key ``j``: ``j`` not in its future.
+
+    With as many queries as keys this is the lower triangle. With fewer queries than keys (the
+    queries are the *last* positions, as when a key/value cache holds the earlier ones) the
+    triangle is aligned to the bottom right: the last query sees every key. (PyTorch's
+    ``is_causal=True`` aligns it to the top left instead, which is wrong for that case.)
+    """
+    n_keys = n_queries if n_keys is None else n_keys
+    if n_queries < 1 or n_keys < n_queries:
+        raise ValueError(f"causal_mask needs 1 <= n_queries <= n_keys, got n_queries={n_queries}, "
+                         f"n_keys={n_keys}")
+    offset = n_keys - n_queries
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention from matrix products and a softmax; returns ``(output, weights)``.
+
+    Shapes: ``q`` is ``(..., T_q, d)``, ``k`` is ``(..., T_k, d)``, ``v`` is ``(..., T_k, d_v)``;
+    the leading dimensions (batch, heads, ...) are shared. ``mask`` is boolean, True where a query
+    may attend to a key, of shape ``(T_q, T_k)`` or any shape that broadcasts to
+    ``(..., T_q, T_k)``. The output is ``(..., T_q, d_v)`` and the weights ``(..., T_q, T_k)``.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dimensions (..., T, d), got shape "
+                             f"{_shape(t)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same last dimension d, got q {_shape(q)} and "
+                         f"k {_shape(k)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of positions T_k, got k {_shape(k)} "
+                         f"and v {_shape(v)}")
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
+        raise ValueError(f"q, k and v must share their leading (batch, head) dimensions, got "
+                         f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}")
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])          # (..., T_q, T_k)
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a boolean tensor (True = may attend), got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        try:
+            full = torch.broadcast_shapes(mask.shape, scores.shape)
+        except RuntimeError:
+            full = None
+        if full != scores.shape:
+            raise ValueError(f"mask of shape {_shape(mask)} does not fit the scores of shape "
+                             f"{_shape(scores)} (expected (T_q, T_k) = ({t_q}, {t_k}) or a shape "
+                             f"that broadcasts to it)")
+        if not mask.any(dim=-1).all():
+            raise ValueError("a row of the mask allows no key at all: its softmax would divide "
+                             "by zero (every query must be allowed at least one key)")
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)                             # (..., T_q, T_k)
+    return weights @ v, weights                                         # (..., T_q, d_v)
+
+
+class LayerKVCache:
+    """The keys and values one attention layer has computed so far, shape ``(B, H, T, d_head)``.
+
+    Generation (Chapter 7) fills it with the prompt once (the *prefill*), then appends one
+    position per new token, so each step computes the query, key and value of the new token only.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions and return all keys and values held."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def clear(self) -> None:
+        self.k = self.v = None
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention, batched: ``(B, T, d_model) -> (B, T, d_model)``.
+
+    One linear map makes the queries, keys and values of all heads at once; each head works on a
+    slice of width ``d_model // n_heads``; the heads are concatenated and mixed by ``proj``.
+
+    ``forward(x, cache=None, return_weights=False)``:
+    - ``return_weights=True`` also returns the attention weights ``(B, n_heads, T_q, T_k)``
+      (computed with :func:`scaled_dot_product_attention`, for plots);
+    - otherwise PyTorch's fused ``F.scaled_dot_product_attention`` computes the same numbers
+      faster (the tests check the two agree);
+    - with a :class:`LayerKVCache`, ``x`` holds only the new positions: their keys and values are
+      appended to the cache and the queries attend to everything the cache holds.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model < 1 or n_heads < 1:
+            raise ValueError(f"d_model and n_heads must be >= 1, got d_model={d_model}, "
+                             f"n_heads={n_heads}")
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model} and "
+                             f"n_heads={n_heads} ({d_model} % {n_heads} = {d_model % n_heads})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)   # queries, keys, values of all heads
+        self.proj = nn.Linear(d_model, d_model, bias=bias)      # mixes the concatenated heads
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """``(B, T, d_model) -> (B, n_heads, T, d_head)``."""
+        b, t_len, _ = t.shape
+        return t.view(b, t_len, self.n_heads, self.d_head).transpose(1, 2)
+
+    def merge_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """``(B, n_heads, T, d_head) -> (B, T, d_model)``."""
+        b, _, t_len, _ = t.shape
+        return t.transpose(1, 2).contiguous().view(b, t_len, self.d_model)
+
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None,
+                return_weights: bool = False):
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"expected x of shape (batch, time, d_model={self.d_model}), got "
+                             f"{_shape(x)}")
+        q, k, v = self.qkv(x).split(self.d_model, dim=-1)           # 3 x (B, T, d_model)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, H, T, dh)
+        if cache is not None:
+            k, v = cache.append(k, v)                                # (B, H, T_k, dh)
+        t_q, t_k = q.shape[-2], k.shape[-2]
+        if return_weights:
+            mask = causal_mask(t_q, t_k, device=x.device)
+            y, weights = scaled_dot_product_attention(q, k, v, mask)
+            if self.training and self.dropout > 0:
+                y = F.dropout(weights, self.dropout) @ v
+        else:
+            drop = self.dropout if self.training else 0.0
+            if t_q == t_k:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+            elif t_q == 1:  # one new token sees every key: no mask needed
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            else:           # fewer queries than keys: the causal triangle sits bottom right
+                y = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=causal_mask(t_q, t_k, device=x.device), dropout_p=drop)
+            weights = None
+        y = self.resid_dropout(self.proj(self.merge_heads(y)))      # (B, T, d_model)
+        return (y, weights) if return_weights else y
