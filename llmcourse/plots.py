@@ -296,7 +296,7 @@ def plot_attention_heads(maps, tokens, titles=None, suptitle: str | None = None,
     if m.ndim != 3:
         raise ValueError(f"maps must have shape (n_heads, T, T), got {m.shape}")
     n = m.shape[0]
-    side = 0.28 * len(tokens) + 1.4
+    side = 0.22 * len(tokens) + 1.6
     fig, axes = plt.subplots(1, n, figsize=(side * n + 0.2, side + 0.3), squeeze=False)
     for h, ax in enumerate(axes[0]):
         plot_attention(m[h], tokens, ax=ax, annotate=annotate,
