@@ -15,9 +15,10 @@ Multi-head attention does this several times in parallel on narrow slices of the
 its own projections), concatenates the heads and mixes them with one more linear map.
 
 This module holds the reusable version: :func:`scaled_dot_product_attention` written from matrix
-products and a softmax, :func:`causal_mask`, and :class:`CausalSelfAttention`, the batched
-multi-head module that the GPT of Chapter 6 stacks. The module can keep the keys and values it has
-computed in a :class:`LayerKVCache`, so that generation (Chapter 7) computes only the new token.
+products and a softmax, :func:`causal_mask`, :func:`split_heads` and :func:`merge_heads`, and
+:class:`CausalSelfAttention`, the batched multi-head module that the GPT of Chapter 6 stacks. The
+module can keep the keys and values it has computed in a :class:`LayerKVCache`, so that
+generation (Chapter 7) computes only the new token.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "LayerKVCache", "CausalSelfAttention"]
+__all__ = ["scaled_dot_product_attention", "causal_mask", "split_heads", "merge_heads",
+           "LayerKVCache", "CausalSelfAttention"]
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -90,12 +92,40 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
             raise ValueError(f"mask of shape {_shape(mask)} does not fit the scores of shape "
                              f"{_shape(scores)} (expected (T_q, T_k) = ({t_q}, {t_k}) or a shape "
                              f"that broadcasts to it)")
-        if not mask.any(dim=-1).all():
-            raise ValueError("a row of the mask allows no key at all: its softmax would divide "
-                             "by zero (every query must be allowed at least one key)")
+        empty = ~mask.any(dim=-1)
+        if empty.any():
+            row = tuple(int(i) for i in empty.nonzero()[0])
+            raise ValueError(f"row {row} of the mask (shape {_shape(mask)}) allows no key at all: "
+                             "its softmax would divide by zero (every query must be allowed at "
+                             "least one key)")
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)                             # (..., T_q, T_k)
     return weights @ v, weights                                         # (..., T_q, d_v)
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Cut the last dimension into ``n_heads`` slices: ``(B, T, d_model) -> (B, n_heads, T, d_head)``.
+
+    Head ``h`` gets the columns ``h * d_head .. (h + 1) * d_head - 1`` with ``d_head =
+    d_model // n_heads``; each head then attends on its own.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"expected x of shape (batch, time, d_model), got "
+                         f"{_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    b, t_len, d_model = x.shape
+    if n_heads < 1 or d_model % n_heads != 0:
+        raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model} and "
+                         f"n_heads={n_heads}")
+    return x.view(b, t_len, n_heads, d_model // n_heads).transpose(1, 2)  # (B, H, T, dh)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """Put the heads side by side again: ``(B, n_heads, T, d_head) -> (B, T, n_heads * d_head)``."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"expected x of shape (batch, n_heads, time, d_head), got "
+                         f"{_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    b, n_heads, t_len, d_head = x.shape
+    return x.transpose(1, 2).contiguous().view(b, t_len, n_heads * d_head)  # (B, T, d_model)
 
 
 class LayerKVCache:
@@ -158,13 +188,11 @@ class CausalSelfAttention(nn.Module):
 
     def split_heads(self, t: torch.Tensor) -> torch.Tensor:
         """``(B, T, d_model) -> (B, n_heads, T, d_head)``."""
-        b, t_len, _ = t.shape
-        return t.view(b, t_len, self.n_heads, self.d_head).transpose(1, 2)
+        return split_heads(t, self.n_heads)
 
     def merge_heads(self, t: torch.Tensor) -> torch.Tensor:
         """``(B, n_heads, T, d_head) -> (B, T, d_model)``."""
-        b, _, t_len, _ = t.shape
-        return t.transpose(1, 2).contiguous().view(b, t_len, self.d_model)
+        return merge_heads(t)
 
     def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None,
                 return_weights: bool = False):

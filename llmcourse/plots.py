@@ -240,3 +240,69 @@ def show_compact(fig=None) -> None:
         display(SVG(svg.getvalue()))
     else:
         display(Image(png.getvalue()))
+
+
+# --- Chapter 5: attention weights -----------------------------------------------------------------
+
+def plot_attention(weights, queries, keys=None, ax=None, title: str | None = None,
+                   colorbar: bool = False, annotate: bool = False):
+    """One attention map: row ``i`` holds the weights query ``i`` gives to each key.
+
+    ``weights`` is ``(T_q, T_k)`` (a tensor or an array); ``queries`` and ``keys`` label the rows
+    and columns (``keys`` defaults to ``queries``). Darker is more weight; a masked pair has
+    weight 0. ``annotate=True`` writes each weight in its cell (for small maps). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
+    keys = queries if keys is None else keys
+    if w.ndim != 2 or w.shape != (len(queries), len(keys)):
+        raise ValueError(f"weights must have shape (len(queries), len(keys)) = "
+                         f"({len(queries)}, {len(keys)}), got {w.shape}")
+    if ax is None:
+        side = 0.32 * max(len(queries), len(keys)) + 1.6
+        fig, ax = plt.subplots(figsize=(side + (0.8 if colorbar else 0), side))
+    else:
+        fig = ax.figure
+    image = ax.imshow(w, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.grid(False)
+    ax.set_xticks(range(len(keys)), [str(k) for k in keys],
+                  rotation=0 if max(len(str(k)) for k in keys) <= 2 else 60,
+                  ha="center" if max(len(str(k)) for k in keys) <= 2 else "right")
+    ax.set_yticks(range(len(queries)), [str(q) for q in queries])
+    ax.tick_params(length=0)
+    ax.set_xlabel("key (looked at)")
+    ax.set_ylabel("query (looking)")
+    if annotate:
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if w[i, j] > 0.6 else "#222222")
+    if colorbar:
+        fig.colorbar(image, ax=ax, label="weight", shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_attention_heads(maps, tokens, titles=None, suptitle: str | None = None,
+                         annotate: bool = False):
+    """One attention map per head, side by side: ``maps`` is ``(n_heads, T, T)``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps, dtype=float)
+    if m.ndim != 3:
+        raise ValueError(f"maps must have shape (n_heads, T, T), got {m.shape}")
+    n = m.shape[0]
+    side = 0.22 * len(tokens) + 1.6
+    fig, axes = plt.subplots(1, n, figsize=(side * n + 0.2, side + 0.3), squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        plot_attention(m[h], tokens, ax=ax, annotate=annotate,
+                       title=titles[h] if titles is not None else f"head {h + 1}")
+        if h > 0:
+            ax.set_ylabel("")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

@@ -4,6 +4,9 @@ Introduced in Chapter 1 (``chapters/01_pixel_network.ipynb``): :func:`pixel_grid
 3x3 grid of toggle buttons (a lit, white pixel is +1, a dark one -1) beside one bar per symbol
 holding the network's probability for it. Every click runs the network again and updates the bars.
 
+Introduced in Chapter 5 (``chapters/05_attention.ipynb``): :func:`attention_map_widget` lets the
+reader pick a sentence (or type one), a layer and a head, and shows that head's attention map.
+
 Each widget is a small object that exposes its parts (the buttons, the current probabilities) and
 methods to set its state, so a test does in code what a reader does with the mouse. Display it by
 leaving it as the last expression of a cell (or with ``IPython.display.display``).
@@ -15,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["PixelGridWidget", "pixel_grid_widget"]
+__all__ = ["PixelGridWidget", "pixel_grid_widget", "AttentionMapWidget", "attention_map_widget"]
 
 _WHITE, _BLACK = "#f4f4f4", "#1b1b1b"
 
@@ -149,3 +152,148 @@ def pixel_grid_widget(net: Any, display: Any = None) -> PixelGridWidget:
     presets = {name: SYMBOLS[i] for i, name in enumerate(SYMBOL_NAMES)}
     presets["clear"] = np.full(9, -1.0)
     return PixelGridWidget(net.predict_proba, SYMBOL_NAMES, display=display, presets=presets)
+
+
+# --- Chapter 5: attention maps --------------------------------------------------------------------
+
+def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "") -> str:
+    """An attention map as an HTML table: one row per query, one column per key, darker cells
+    for more weight (each cell's tooltip gives the weight). Light enough for a web page."""
+    from html import escape
+
+    from matplotlib import colormaps
+
+    w = np.asarray(weights, dtype=float)
+    keys = list(queries) if keys is None else list(keys)
+    if w.shape != (len(queries), len(keys)):
+        raise ValueError(f"weights must have shape ({len(queries)}, {len(keys)}), got {w.shape}")
+    cmap = colormaps["Blues"]
+    cell = "width:22px;height:22px;padding:0;border:1px solid #fcfcfc"
+    label = "padding:0 4px;font-family:monospace;color:#222;background:#fcfcfc"
+    rows = [f'<tr><td style="{label}"></td>' + "".join(
+        f'<td style="{label};text-align:center;vertical-align:bottom">{escape(str(k))}</td>'
+        for k in keys) + "</tr>"]
+    for i, q in enumerate(queries):
+        tds = []
+        for j in range(len(keys)):
+            r, g, b, _ = cmap(float(np.clip(w[i, j], 0.0, 1.0)))
+            colour = f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
+            tds.append(f'<td style="{cell};background:{colour}" '
+                       f'title="{escape(str(q))} -> {escape(str(keys[j]))}: {w[i, j]:.3f}"></td>')
+        rows.append(f'<tr><td style="{label};text-align:right">{escape(str(q))}</td>'
+                    + "".join(tds) + "</tr>")
+    head = f"<div style='margin:4px 0'><b>{escape(title)}</b></div>" if title else ""
+    return (f"<div style='background:#fcfcfc;color:#222;padding:6px'>{head}"
+            f"<table style='border-collapse:collapse'>{''.join(rows)}</table>"
+            "<div style='font-size:85%;margin-top:4px'>rows: the query (looking); columns: the key "
+            "(looked at); darker = more weight</div></div>")
+
+
+class AttentionMapWidget:
+    """Pick a sentence, a layer and a head; see that head's attention map.
+
+    ``attention(sentence)`` returns ``(tokens, maps)``: the sentence's tokens (strings) and the
+    weights of every layer and head, shape ``(n_layers, n_heads, T, T)``. It may raise
+    ``ValueError`` for a sentence it cannot take; the widget then shows the message and keeps the
+    last map.
+
+    Parts: ``sentence`` (an ``ipywidgets.Combobox``: pick a sentence or type one), ``layer`` and
+    ``head`` (``ipywidgets.Dropdown``), ``message`` (an ``HTML`` line for errors), ``map`` (the
+    ``HTML`` attention map) and ``widget`` (the whole layout).
+    ``tokens``, ``maps`` and ``weights`` (the map shown, ``(T, T)``) read the current state;
+    ``set_sentence(text)`` and ``select(layer=..., head=...)`` change it as a reader would.
+    """
+
+    def __init__(self, attention: Callable[[str], tuple[Any, Any]], sentences: list[str],
+                 n_layers: int, n_heads: int, sentence: str | None = None) -> None:
+        import ipywidgets as w
+
+        if not sentences:
+            raise ValueError("sentences must hold at least one sentence, got none")
+        if n_layers < 1 or n_heads < 1:
+            raise ValueError(f"n_layers and n_heads must be >= 1, got n_layers={n_layers}, "
+                             f"n_heads={n_heads}")
+        self._attention = attention
+        self.n_layers, self.n_heads = n_layers, n_heads
+        self.sentence = w.Combobox(value=sentence or sentences[0], options=list(sentences),
+                                   description="sentence", ensure_option=False,
+                                   placeholder="pick or type")
+        self.layer = w.Dropdown(options=[(f"layer {i + 1}", i) for i in range(n_layers)],
+                                value=0, description="layer", layout=w.Layout(width="180px"))
+        self.head = w.Dropdown(options=[(f"head {i + 1}", i) for i in range(n_heads)],
+                               value=0, description="head", layout=w.Layout(width="180px"))
+        self.message = w.HTML("")
+        self.map = w.HTML("")
+        self.tokens: list[str] = []
+        self.maps = np.zeros((n_layers, n_heads, 0, 0))
+        self.sentence.observe(lambda _c: self._compute(), names="value")
+        self.layer.observe(lambda _c: self._draw(), names="value")
+        self.head.observe(lambda _c: self._draw(), names="value")
+        self.widget = w.VBox([w.HBox([self.sentence, self.layer, self.head]), self.message,
+                              self.map])
+        self._compute()
+        if not self.tokens:
+            raise ValueError(f"the starting sentence gave no attention map: "
+                             f"{self.message.value}")
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The map on show: ``(T, T)`` weights of the chosen layer and head."""
+        return self.maps[self.layer.value, self.head.value]
+
+    def set_sentence(self, text: str) -> None:
+        """Show ``text``, as if the reader had typed it."""
+        self.sentence.value = text
+
+    def select(self, layer: int | None = None, head: int | None = None) -> None:
+        """Choose a layer and/or a head (counted from 0)."""
+        for name, value, n in (("layer", layer, self.n_layers), ("head", head, self.n_heads)):
+            if value is not None and not 0 <= value < n:
+                raise ValueError(f"{name} must be 0..{n - 1}, got {value}")
+        if layer is not None:
+            self.layer.value = layer
+        if head is not None:
+            self.head.value = head
+
+    def _compute(self) -> None:
+        text = self.sentence.value
+        try:
+            tokens, maps = self._attention(text)
+        except ValueError as err:
+            self.message.value = f"<span style='color:#D55E00'>{err}</span>"
+            return
+        maps = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps, dtype=float)
+        if maps.shape != (self.n_layers, self.n_heads, len(tokens), len(tokens)):
+            raise ValueError(f"attention({text!r}) must return maps of shape (n_layers, n_heads, "
+                             f"T, T) = ({self.n_layers}, {self.n_heads}, {len(tokens)}, "
+                             f"{len(tokens)}), got {maps.shape}")
+        self.tokens, self.maps = [str(t) for t in tokens], maps
+        self.message.value = ""
+        self._draw()
+
+    def _draw(self) -> None:
+        title = f"{self.sentence.value!r}: layer {self.layer.value + 1}, head {self.head.value + 1}"
+        self.map.value = attention_map_html(self.weights, self.tokens, title=title)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return (f"AttentionMapWidget(sentence={self.sentence.value!r}, layer={self.layer.value}, "
+                f"head={self.head.value}, tokens={len(self.tokens)})")
+
+
+def attention_map_widget(attention: Callable[[str], tuple[Any, Any]], sentences: list[str],
+                         n_layers: int, n_heads: int,
+                         sentence: str | None = None) -> AttentionMapWidget:
+    """A sentence box, a layer menu and a head menu above the chosen head's attention map.
+
+    ``attention(sentence) -> (tokens, maps)`` with ``maps`` of shape ``(n_layers, n_heads, T, T)``
+    (for example :func:`llmcourse.copy_task.attention_for_word` with its model and task fixed).
+    """
+    if not callable(attention):
+        raise TypeError(f"attention must be a function sentence -> (tokens, maps), got "
+                        f"{type(attention).__name__}")
+    return AttentionMapWidget(attention, list(sentences), n_layers, n_heads, sentence)
