@@ -54,6 +54,8 @@ bench: setup
 	$(BIN)/python benchmarks/bpe.py
 	$(BIN)/python benchmarks/torch_threads.py
 	$(BIN)/python benchmarks/attention.py
+	@$(BIN)/python -c "import gensim" 2>/dev/null && $(BIN)/python benchmarks/embeddings.py \
+	  || echo "benchmarks/embeddings.py compares with gensim, which is not installed: $(BIN)/pip install gensim"
 
 clean:
 	rm -rf _build

@@ -12,6 +12,7 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3, 5)
 * :mod:`llmcourse.ngram`   -- n-gram language models: counting, smoothing, sampling (Ch. 2)
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
+* :mod:`llmcourse.embeddings` -- word vectors: skip-gram with negative sampling, GloVe (Ch. 4)
 * :mod:`llmcourse.attention` -- scaled dot-product and multi-head causal self-attention (Ch. 5)
 * :mod:`llmcourse.copy_task` -- a copying task that attention learns and a fixed window cannot (Ch. 5)
 
