@@ -41,7 +41,7 @@ from llmcourse.gpt import (GPT, HELDOUT_METHOD, CharTokenizer, GPTConfig, count_
                            cross_entropy_loss, heldout_nats_per_char, load_checkpoint,
                            save_checkpoint)
 
-__all__ = ["TrainConfig", "get_batch", "learning_rate", "prepare_data", "train",
+__all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN", "get_batch", "learning_rate", "prepare_data", "train",
            "pick_device", "machine_info", "main"]
 
 
@@ -66,6 +66,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The live recipe: Chapter 6 trains it in front of the reader (about a minute on 2 CPU cores),
+# and benchmarks/train_gpt.py races it against nanoGPT's published CPU recipe.
+LIVE_MODEL = dict(block_size=64, n_layer=4, n_head=4, d_model=128, dropout=0.0)
+LIVE_TRAIN = dict(steps=250, batch_size=32, lr=5e-3, min_lr=5e-4, warmup=30)
+# nanoGPT's CPU recipe for Tiny Shakespeare (its README), on our implementation.
+NANOGPT_CPU_MODEL = dict(block_size=64, n_layer=4, n_head=4, d_model=128, dropout=0.0)
+NANOGPT_CPU_TRAIN = dict(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup=100)
 
 
 # --------------------------------------------------------------------------------------------
