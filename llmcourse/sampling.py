@@ -38,6 +38,7 @@ step runs the model on the one new token only, reusing the keys and values of th
 When the window slides, every token moves to a new position, so the cached keys and values (made
 with the old positions) are no longer valid: the cache is then filled again from the cropped
 window, exactly what the uncached loop computes. The two loops therefore give the same tokens.
+:func:`generate_many` runs the same loop for several samples of one prompt side by side.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import torch
 
 __all__ = [
     "apply_temperature", "top_k_filter", "top_p_filter", "next_token_probs",
-    "sample_from_probs", "sample_next_token", "greedy_next_token", "generate",
+    "sample_from_probs", "sample_next_token", "greedy_next_token", "generate", "generate_many",
 ]
 
 
@@ -261,17 +262,94 @@ def _prompt_list(prompt_ids: Any, vocab_size: int) -> list[int]:
     return ids
 
 
+def _check_loop_settings(model: Any, max_new_tokens: Any, temperature: Any, top_k: Any,
+                         top_p: Any, greedy: bool, generator: Any) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(f"max_new_tokens must be an int >= 0, got {type(max_new_tokens).__name__}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    config = getattr(model, "config", None)
+    if not hasattr(config, "block_size") or not hasattr(config, "vocab_size") or not hasattr(
+            model, "new_cache"):
+        raise TypeError(f"model must be a llmcourse.gpt.GPT (with .config.block_size and "
+                        f".new_cache()), got {type(model).__name__}")
+    if greedy:
+        if temperature != 1.0 or top_k is not None or top_p is not None:
+            raise ValueError(f"greedy=True takes the most likely token, so temperature, top_k and "
+                             f"top_p do not apply; got temperature={temperature}, top_k={top_k}, "
+                             f"top_p={top_p}")
+        return
+    _check_temperature(temperature)
+    _check_top_k(top_k)
+    _check_top_p(top_p)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}")
+
+
+def _stop_set(stop_ids: Any, vocab_size: int) -> set[int]:
+    if stop_ids is None:
+        return set()
+    if isinstance(stop_ids, int) and not isinstance(stop_ids, bool):
+        stop_ids = [stop_ids]
+    stops = set()
+    for s in stop_ids:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < vocab_size:
+            raise ValueError(f"stop_ids must be token ids from 0 to {vocab_size - 1}, got {s!r}")
+        stops.add(s)
+    return stops
+
+
+def _loop(model: Any, ids: list[int], rows: int, max_new_tokens: int, choose: Callable,
+          use_cache: bool, stops: set[int], on_token: Callable | None) -> list[list[int]]:
+    """The generation loop for ``rows`` copies of the prompt ``ids``; returns the new ids."""
+    block = model.config.block_size
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    seq = torch.tensor([ids] * rows, dtype=torch.long, device=device)   # (rows, T)
+    new = torch.empty(rows, 0, dtype=torch.long, device=device)
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        cache = None
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits = model(seq[:, -block:])                       # the whole window again
+            elif cache is not None and len(cache) < block:
+                logits = model(seq[:, -1:], cache=cache)              # only the newest token
+            else:   # the first step, or the window slid: fill the cache from the window
+                cache = model.new_cache()
+                logits = model(seq[:, -block:], cache=cache)
+            token = choose(logits[:, -1]).to(device)                  # (rows,)
+            seq = torch.cat([seq, token[:, None]], dim=1)
+            new = torch.cat([new, token[:, None]], dim=1)
+            if on_token is not None:
+                on_token(int(token[0]) if rows == 1 else token.tolist())
+            if stops:
+                done |= torch.isin(token, torch.tensor(sorted(stops), device=device))
+                if bool(done.all()):
+                    break
+    finally:
+        model.train(was_training)
+    out = []
+    for row in new.tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+        out.append(row[:cut])
+    return out
+
+
 @torch.no_grad()
 def generate(model: Any, prompt_ids: Any, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             use_cache: bool = True, stop_ids: Iterable[int] | None = None,
+             use_cache: bool = True, stop_ids: Iterable[int] | int | None = None,
              generator: torch.Generator | None = None,
              on_token: Callable[[int], Any] | None = None) -> list[int]:
     """Continue ``prompt_ids`` by up to ``max_new_tokens`` tokens; returns the new ids.
 
     - ``greedy=True`` takes the most likely token each step (then temperature, top_k and top_p
       must stay at their defaults); otherwise :func:`sample_next_token` draws it with
-      ``temperature``, ``top_k``, ``top_p`` and ``generator``.
+      ``temperature``, ``top_k``, ``top_p`` and ``generator`` (one uniform number per step).
     - The model sees at most its last ``model.config.block_size`` tokens.
     - ``use_cache=True`` runs the prompt once and then one token per step through a
       :class:`llmcourse.gpt.KVCache`; when the window slides past ``block_size`` the cache is
@@ -282,62 +360,37 @@ def generate(model: Any, prompt_ids: Any, max_new_tokens: int, temperature: floa
 
     The model runs in eval mode (no dropout) and is put back in its previous mode afterwards.
     """
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise TypeError(f"max_new_tokens must be an int >= 0, got {type(max_new_tokens).__name__}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if not hasattr(model, "config") or not hasattr(model.config, "block_size"):
-        raise TypeError(f"model must be a llmcourse.gpt.GPT (with .config.block_size), got "
-                        f"{type(model).__name__}")
+    _check_loop_settings(model, max_new_tokens, temperature, top_k, top_p, greedy, generator)
+    ids = _prompt_list(prompt_ids, model.config.vocab_size)
+    stops = _stop_set(stop_ids, model.config.vocab_size)
     if greedy:
-        if temperature != 1.0 or top_k is not None or top_p is not None:
-            raise ValueError(f"greedy=True takes the most likely token, so temperature, top_k and "
-                             f"top_p do not apply; got temperature={temperature}, top_k={top_k}, "
-                             f"top_p={top_p}")
+        def choose(logits):
+            return greedy_next_token(logits)
     else:
-        _check_temperature(temperature)
-        _check_top_k(top_k)
-        _check_top_p(top_p)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got "
-                            f"{type(generator).__name__}")
-    vocab_size, block = model.config.vocab_size, model.config.block_size
-    ids = _prompt_list(prompt_ids, vocab_size)
-    stops = set()
-    for s in stop_ids or ():
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < vocab_size:
-            raise ValueError(f"stop_ids must be token ids from 0 to {vocab_size - 1}, got {s!r}")
-        stops.add(s)
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
+        def choose(logits):
+            return sample_next_token(logits, temperature, top_k, top_p, generator)
+    return _loop(model, ids, 1, max_new_tokens, choose, use_cache, stops, on_token)[0]
 
-    def window() -> torch.Tensor:
-        return torch.tensor([ids[-block:]], dtype=torch.long, device=device)   # (1, T <= block)
 
-    new: list[int] = []
-    was_training = model.training
-    model.eval()
-    try:
-        cache = None
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits = model(window())                              # the whole window again
-            elif cache is not None and len(cache) < block:
-                last = torch.tensor([[ids[-1]]], dtype=torch.long, device=device)
-                logits = model(last, cache=cache)                     # only the newest token
-            else:   # first step, or the window slid: (re)fill the cache from the window
-                cache = model.new_cache()
-                logits = model(window(), cache=cache)
-            last_logits = logits[0, -1]                               # (vocab,)
-            if greedy:
-                token = greedy_next_token(last_logits)
-            else:
-                token = sample_next_token(last_logits, temperature, top_k, top_p, generator)
-            ids.append(token)
-            new.append(token)
-            if on_token is not None:
-                on_token(token)
-            if token in stops:
-                break
-    finally:
-        model.train(was_training)
-    return new
+@torch.no_grad()
+def generate_many(model: Any, prompt_ids: Any, num_samples: int, max_new_tokens: int,
+                  temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, use_cache: bool = True,
+                  stop_ids: Iterable[int] | int | None = None,
+                  generator: torch.Generator | None = None) -> list[list[int]]:
+    """``num_samples`` sampled continuations of one prompt, computed side by side as a batch.
+
+    The same loop as :func:`generate` (the same cache, the same rules), with one row per sample;
+    each step draws one uniform number per row. Each continuation ends after its first token in
+    ``stop_ids``; the loop runs until every row has stopped or ``max_new_tokens`` is reached.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    _check_loop_settings(model, max_new_tokens, temperature, top_k, top_p, False, generator)
+    ids = _prompt_list(prompt_ids, model.config.vocab_size)
+    stops = _stop_set(stop_ids, model.config.vocab_size)
+
+    def choose(logits):
+        return sample_next_token(logits, temperature, top_k, top_p, generator)
+
+    return _loop(model, ids, num_samples, max_new_tokens, choose, use_cache, stops, None)

@@ -243,3 +243,127 @@ def test_bad_logits_raise_clear_errors(logits, error, words):
     assert words in str(info.value)
     with pytest.raises(error):
         greedy_next_token(logits)
+
+
+# --------------------------------------------------------------------------------------------
+# The generation loop, with and without the key/value cache
+# --------------------------------------------------------------------------------------------
+
+from llmcourse.gpt import GPT, GPTConfig, load_pretrained  # noqa: E402
+from llmcourse.sampling import generate, generate_many  # noqa: E402
+
+BLOCK = 16
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small random GPT whose weights are scaled up, so that its choices vary a lot."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=13, block_size=BLOCK, n_layer=2, n_head=2, d_model=32,
+                          dropout=0.1))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(12.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model, tokenizer = load_pretrained()
+    return model, tokenizer
+
+
+@torch.no_grad()
+def reference_loop(model, prompt, n, choose):
+    """The plainest loop: crop to the last block_size tokens, run the model, choose, append."""
+    ids = list(prompt)
+    for _ in range(n):
+        window = torch.tensor([ids[-model.config.block_size:]])
+        ids.append(choose(model(window)[0, -1]))
+    return ids[len(prompt):]
+
+
+def test_greedy_is_identical_with_and_without_the_cache_far_past_the_block_size(tiny):
+    tiny.eval()
+    for prompt in ([3], list(range(13)) * 3):            # shorter and longer than the block
+        cached = generate(tiny, prompt, 300, greedy=True)
+        uncached = generate(tiny, prompt, 300, greedy=True, use_cache=False)
+        assert cached == uncached == reference_loop(tiny, prompt, 300, greedy_next_token)
+        assert len(cached) == 300 and len(set(cached)) > 3
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(temperature=0.7, top_k=5),
+                                      dict(temperature=1.5, top_p=0.8)])
+def test_seeded_sampling_is_identical_with_and_without_the_cache(tiny, settings):
+    runs = [generate(tiny, [1, 2], 300, use_cache=c, generator=torch.Generator().manual_seed(4),
+                     **settings) for c in (True, False)]
+    g = torch.Generator().manual_seed(4)
+    ref = reference_loop(tiny, [1, 2], 300,
+                         lambda z: sample_next_token(z[None], generator=g, **settings).item())
+    assert runs[0] == runs[1] == ref
+    other = generate(tiny, [1, 2], 300, generator=torch.Generator().manual_seed(5), **settings)
+    assert other != runs[0]
+
+
+def test_the_shipped_model_agrees_with_itself_for_300_tokens_past_its_block(shipped):
+    model, tok = shipped
+    assert model.config.block_size < 300
+    prompt = tok.encode("ROMEO:\n")
+    greedy = [generate(model, prompt, 300, greedy=True, use_cache=c) for c in (True, False)]
+    assert greedy[0] == greedy[1]
+    sampled = [generate(model, prompt, 300, temperature=0.9, top_k=40, use_cache=c,
+                        generator=torch.Generator().manual_seed(0)) for c in (True, False)]
+    assert sampled[0] == sampled[1]
+    assert set(tok.decode(sampled[0])) <= set(tok.vocab)
+
+
+def test_generate_many_is_rows_of_the_same_loop(tiny):
+    rows = generate_many(tiny, [5], 4, 40, temperature=1.2, generator=torch.Generator().manual_seed(2))
+    same = generate_many(tiny, [5], 4, 40, temperature=1.2, use_cache=False,
+                         generator=torch.Generator().manual_seed(2))
+    assert rows == same and len(rows) == 4 and all(len(r) == 40 for r in rows)
+    assert len({tuple(r) for r in rows}) == 4
+    one = generate_many(tiny, [5], 1, 40, generator=torch.Generator().manual_seed(8))
+    assert one == [generate(tiny, [5], 40, generator=torch.Generator().manual_seed(8))]
+
+
+def test_stop_ids_end_generation_after_the_stop_token(tiny):
+    full = generate(tiny, [0], 60, greedy=True)
+    stop = full[10]
+    first = full.index(stop)
+    assert generate(tiny, [0], 60, greedy=True, stop_ids=[stop]) == full[:first + 1]
+    assert generate(tiny, [0], 60, greedy=True, stop_ids=stop) == full[:first + 1]
+    rows = generate_many(tiny, [0], 3, 60, generator=torch.Generator().manual_seed(1),
+                         stop_ids={stop})
+    assert all(stop not in r[:-1] for r in rows)
+    assert all(r[-1] == stop or len(r) == 60 for r in rows)
+
+
+def test_on_token_sees_every_new_token_and_the_model_mode_is_restored(tiny):
+    seen = []
+    tiny.train()
+    out = generate(tiny, [1], 12, greedy=True, on_token=seen.append)
+    assert tiny.training
+    tiny.eval()
+    assert seen == out == generate(tiny, [1], 12, greedy=True)  # no dropout while generating
+    assert generate(tiny, [1], 0) == []
+
+
+@pytest.mark.parametrize("prompt, kwargs, error, words", [
+    ([], {}, ValueError, "the prompt is empty"),
+    ([1, 13], {}, ValueError, "token id 13 at position 1 of the prompt is outside the vocabulary"),
+    ([-1], {}, ValueError, "outside the vocabulary (ids run from 0 to 12)"),
+    ("hello", {}, TypeError, "encode it first"),
+    ([1.5], {}, TypeError, "must hold ints"),
+    ([1], dict(temperature=0.0), ValueError, "temperature must be a finite number > 0"),
+    ([1], dict(top_k=0), ValueError, "top_k must be >= 1"),
+    ([1], dict(top_p=1.2), ValueError, "top_p must be in (0, 1]"),
+    ([1], dict(greedy=True, temperature=0.5), ValueError, "greedy=True"),
+    ([1], dict(stop_ids=[99]), ValueError, "stop_ids must be token ids from 0 to 12"),
+    ([1], dict(max_new_tokens=-1), ValueError, "max_new_tokens must be >= 0"),
+])
+def test_generate_rejects_bad_input_clearly(tiny, prompt, kwargs, error, words):
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(error) as info:
+        generate(tiny, prompt, **kwargs)
+    assert words in str(info.value)
