@@ -367,3 +367,45 @@ def test_generate_rejects_bad_input_clearly(tiny, prompt, kwargs, error, words):
     with pytest.raises(error) as info:
         generate(tiny, prompt, **kwargs)
     assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The sliders widget (driven as a reader would) and the static grid
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_sampling_widget_follows_its_sliders(shipped):
+    import html
+
+    from llmcourse.widgets import sampling_widget
+
+    model, tok = shipped
+    w = sampling_widget(model, tok, "ROMEO:\nI will", n_tokens=30, seed=3)
+    logits = model(torch.tensor([tok.encode("ROMEO:\nI will")]))[0, -1]
+    assert torch.allclose(w.probabilities, next_token_probs(logits), atol=1e-6)
+    first = w.sample_text
+    assert len(first) == 30 and html.escape(first) in w.sample.value
+    w.set(temperature=0.5, top_k=3)
+    assert torch.allclose(w.probabilities, next_token_probs(logits, 0.5, 3), atol=1e-6)
+    assert int((w.probabilities > 0).sum()) == 3 and "3 of 65 tokens" in w.bars.value
+    w.top_p.value = 0.5                                   # a slider moved by hand
+    assert torch.allclose(w.probabilities, next_token_probs(logits, 0.5, 3, 0.5), atol=1e-6)
+    w.set(temperature=1.0, top_k=65, top_p=1.0)
+    assert w.sample_text == first                          # same settings and seed, same text
+    w.set(seed=4)
+    assert w.sample_text != first
+    assert "top_k=None" in repr(w)
+
+
+def test_the_static_grid_has_one_panel_per_setting(shipped):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmcourse.plots import plot_sampling_grid
+
+    model, tok = shipped
+    logits = model(torch.tensor([tok.encode("ROMEO:\n")]))[0, -1]
+    fig = plot_sampling_grid(logits, tok.vocab)
+    assert len(fig.axes) == 9
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1].startswith("T = 0.5, top-k = 5: 5 tokens left")
