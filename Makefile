@@ -53,6 +53,7 @@ strip: setup
 bench: setup
 	$(BIN)/python benchmarks/bpe.py
 	$(BIN)/python benchmarks/torch_threads.py
+	$(BIN)/python benchmarks/generation.py
 
 clean:
 	rm -rf _build
