@@ -115,6 +115,19 @@ def main() -> None:
         "| ---: | ---: | ---: |",
     ]
     plain_t, cached_t = figure
+    past = slice(block - len(prompt), 256)          # tokens generated with a full window
+    med_plain = sorted(plain_t[past])[len(plain_t[past]) // 2]
+    med_cached = sorted(cached_t[past])[len(cached_t[past]) // 2]
+    lines[-6:-6] = [
+        f"Check: past the window both loops do the same work per token; the median time per "
+        f"token there is {1000 * med_plain:.2f} ms without and {1000 * med_cached:.2f} ms with "
+        f"the cache (ratio {med_plain / med_cached:.2f}). "
+        + ("They agree within 25 %, so the machine's speed held steady during the runs."
+           if 0.8 < med_plain / med_cached < 1.25 else
+           "They differ by more than 25 %: the machine's load changed during the runs, so the "
+           "speed-ups above are unreliable; run the benchmark again on a quiet machine."),
+        "",
+    ]
     for i in list(range(0, 256, 16)) + [255]:
         lines.append(f"| {len(prompt) + i + 1} | {1000 * plain_t[i]:.2f} | "
                      f"{1000 * cached_t[i]:.2f} |")
