@@ -9,12 +9,15 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.exercises` -- where exercises live; learner versions made with nbgrader
 * :mod:`llmcourse.charcounts` -- next-character counts, the first language model (Ch. 0)
 * :mod:`llmcourse.pixels`  -- the 3x3 pixel-display network, with hand-written backprop (Ch. 1)
-* :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3, 5)
+* :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3, 5, 7)
 * :mod:`llmcourse.ngram`   -- n-gram language models: counting, smoothing, sampling (Ch. 2)
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
 * :mod:`llmcourse.embeddings` -- word vectors: skip-gram with negative sampling, GloVe (Ch. 4)
 * :mod:`llmcourse.attention` -- scaled dot-product and multi-head causal self-attention (Ch. 5)
 * :mod:`llmcourse.copy_task` -- a copying task that attention learns and a fixed window cannot (Ch. 5)
+* :mod:`llmcourse.gpt`     -- a small GPT: config, character tokenizer, model, checkpoints (Ch. 6)
+* :mod:`llmcourse.train`   -- training it: batches, schedule, evaluation, checkpoints, DDP (Ch. 6)
+* :mod:`llmcourse.sampling` -- greedy, temperature, top-k, top-p; generation with a KV cache (Ch. 7)
 
 Importing the package is cheap: submodules (and PyTorch) load only when used.
 """
