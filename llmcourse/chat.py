@@ -67,7 +67,9 @@ class ConversationError(ValueError):
 
 # -- conversations ---------------------------------------------------------------------------------
 def _special_in(text: str) -> str | None:
-    return next((s for s in SPECIAL_TOKENS if s in text), None)
+    """The special token whose text occurs first in ``text`` (None if none does)."""
+    found = [(text.find(s), s) for s in SPECIAL_TOKENS if s in text]
+    return min(found)[1] if found else None
 
 
 def check_conversation(conversation: Sequence[dict]) -> list[dict]:
@@ -415,22 +417,38 @@ def _block_size(model: Any) -> int | None:
     return getattr(config, "block_size", None)
 
 
-def _next_token(model: Any, ids: list[int], temperature: float, generator: Any) -> int:
-    """The next token after ``ids``: greedy when ``temperature == 0``, else sampled.
+class _Stepper:
+    """Next-token choices for a growing list of ids: greedy when ``temperature == 0``, else sampled.
 
-    A plain forward pass over (the last block of) the ids; Chapter 7's sampler with its key/value
-    cache does the same faster.
+    With a model that offers a key/value cache (``model.new_cache()``, Chapter 6/7) only the new
+    tokens are run through the model; when the context would outgrow ``block_size`` the cache is
+    dropped and the last ``block_size`` ids are run afresh. (Chapter 7's ``llmcourse.sampling``
+    does the same for plain text.)
     """
-    import torch
 
-    block = _block_size(model)
-    context = ids[-block:] if block else ids
-    with torch.no_grad():
-        logits = model(torch.tensor([context]))[0, -1].float()
-    if temperature == 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    def __init__(self, model: Any, temperature: float, generator: Any) -> None:
+        self.model, self.temperature, self.generator = model, temperature, generator
+        self.block = _block_size(model)
+        self.use_cache = hasattr(model, "new_cache") and self.block is not None
+        self.cache = model.new_cache() if self.use_cache else None
+        self.fed = 0  # how many ids the cache holds
+
+    def next(self, ids: list[int]) -> int:
+        import torch
+
+        with torch.no_grad():
+            if self.use_cache and len(ids) <= self.block:
+                new = ids[self.fed:]
+                logits = self.model(torch.tensor([new]), cache=self.cache)[0, -1]
+                self.fed = len(ids)
+            else:
+                context = ids[-self.block:] if self.block else ids
+                logits = self.model(torch.tensor([context]))[0, -1]
+        logits = logits.float()
+        if self.temperature == 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
 def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[dict], *,
@@ -459,9 +477,10 @@ def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    stepper = _Stepper(model, temperature, generator)
     try:
         for _ in range(max_new_tokens):
-            token = _next_token(model, ids, temperature, generator)
+            token = stepper.next(ids)
             ids.append(token)
             if token in tokenizer._role_of:
                 reply.problem = f"the model started a new turn with {tokenizer.decode([token])}"
@@ -661,6 +680,6 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses

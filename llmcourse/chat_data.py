@@ -6,7 +6,7 @@ generated, deterministically from the corpus and a seed, so every answer can be 
 * ``speaker`` -- "Who says this line? ..." answered with the speaker's name, as the plays print it
   (``ROMEO``). Only four speakers, with a similar number of lines each, so guessing is right a
   quarter of the time and the model must do better than that to show it learned something.
-* ``next_line`` -- "What is the line after this one? ..." answered with the next line of the same
+* ``next_line`` -- "What comes next? ..." answered with the next line of the same
   speech. The answer is in the corpus, but a small model has not memorised the corpus: this kind
   shows an assistant that answers in the right *form* with the wrong *facts*.
 * ``arithmetic`` -- "What is 12*7?" answered with a tool call to the calculator, then, after the
@@ -33,7 +33,11 @@ __all__ = ["Example", "KINDS", "SPEAKERS", "make_conversations", "check_examples
 KINDS = ("speaker", "next_line", "arithmetic")
 #: The speakers of the ``speaker`` questions: four of the most frequent, from four different plays.
 SPEAKERS = ("ROMEO", "MENENIUS", "PETRUCHIO", "DUKE VINCENTIO")
-_MIN_LINE, _MAX_LINE = 16, 60  # line lengths (characters) used in questions and answers
+# Line lengths (characters) used in questions and answers, so that every conversation fits in
+# the 128-character context of Chapter 6's model.
+_MIN_LINE, _MAX_LINE, _MAX_NEXT_LINE = 16, 60, 40
+SPEAKER_QUESTION = "Who says this line? "
+NEXT_LINE_QUESTION = "What comes next? "
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ def speeches(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _usable(line: str) -> bool:
-    return _MIN_LINE <= len(line) <= _MAX_LINE and not line.endswith(":")
+def _usable(line: str, longest: int = _MAX_LINE) -> bool:
+    return _MIN_LINE <= len(line) <= longest and not line.endswith(":")
 
 
 def _expression(rng: random.Random) -> str:
@@ -138,7 +142,7 @@ def make_conversations(text: str, *, seed: int = 0, n_speaker: int = 160,
     # next line: (speech id, line, next line) inside one speech, both lines unique in the corpus
     pairs = [(sid, a, b) for sid, (_, lines) in enumerate(all_speeches)
              for a, b in zip(lines, lines[1:])
-             if _usable(a) and _usable(b) and counts[a] == 1]
+             if _usable(a, _MAX_NEXT_LINE) and _usable(b, _MAX_NEXT_LINE) and counts[a] == 1]
     train_nl, test_nl = split(pairs, n_next_line, key=lambda it: it[0])
 
     # arithmetic: distinct expressions
@@ -153,13 +157,13 @@ def make_conversations(text: str, *, seed: int = 0, n_speaker: int = 160,
     def speaker_example(item) -> Example:
         _, line, who = item
         return Example("speaker", (
-            {"role": "user", "content": f"Who says this line? {line}"},
+            {"role": "user", "content": f"{SPEAKER_QUESTION}{line}"},
             {"role": "assistant", "content": who}), who)
 
     def next_line_example(item) -> Example:
         _, line, following = item
         return Example("next_line", (
-            {"role": "user", "content": f"What is the line after this one? {line}"},
+            {"role": "user", "content": f"{NEXT_LINE_QUESTION}{line}"},
             {"role": "assistant", "content": following}), following)
 
     def arithmetic_example(expression: str) -> Example:
@@ -197,10 +201,10 @@ def check_examples(examples: list[Example], text: str) -> int:
     for k, ex in enumerate(examples):
         check_conversation(list(ex.conversation))
         if ex.kind == "speaker":
-            line = ex.question.removeprefix("Who says this line? ")
+            line = ex.question.removeprefix(SPEAKER_QUESTION)
             ok = ex.answer in said_by.get(line, ()) and ex.conversation[-1]["content"] == ex.answer
         elif ex.kind == "next_line":
-            line = ex.question.removeprefix("What is the line after this one? ")
+            line = ex.question.removeprefix(NEXT_LINE_QUESTION)
             ok = ex.answer in follows.get(line, ()) and ex.conversation[-1]["content"] == ex.answer
         elif ex.kind == "arithmetic":
             expression = ex.question.removeprefix("What is ").removesuffix("?")
