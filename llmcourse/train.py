@@ -1,0 +1,436 @@
+"""Training a GPT on a text (introduced in Chapter 6); run as ``python -m llmcourse.train``.
+
+The loop is the one every language model is trained with, at a small scale:
+
+1. cut ``batch_size`` random windows of ``block_size + 1`` characters from the training text;
+   the first ``block_size`` are the input, the same window shifted by one is the target;
+2. the model's mean cross-entropy on those targets is the loss; backpropagation gives its gradient;
+3. the gradient is clipped to a maximum norm (one unlucky batch cannot throw the weights far) and
+   AdamW takes a step, with a learning rate that warms up linearly and then decays along a cosine;
+4. every ``eval_every`` steps the model is scored on the held-out last 10 % of the text
+   (:func:`llmcourse.gpt.heldout_nats_per_char`); when that improves, a checkpoint is saved.
+
+The same script trains data-parallel on several processes with PyTorch's own engine: under
+``torchrun --nproc_per_node=N`` every process takes a slice of each batch, computes its gradient,
+and DistributedDataParallel averages the gradients before every step, so all processes keep the
+same weights (gloo on CPUs, NCCL on GPUs). ``--grad-accum`` splits each process's slice into
+micro-batches whose gradients add up before the step. Only rank 0 logs and saves.
+
+Checkpoints are safetensors + JSON (:func:`llmcourse.gpt.save_checkpoint`); the state needed to
+resume (optimizer moments, random generator, step) is one more safetensors file, so resuming
+never unpickles anything either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from llmcourse.gpt import (GPT, HELDOUT_METHOD, CharTokenizer, GPTConfig, count_parameters,
+                           cross_entropy_loss, heldout_nats_per_char, load_checkpoint,
+                           save_checkpoint)
+
+__all__ = ["TrainConfig", "get_batch", "learning_rate", "prepare_data", "train",
+           "pick_device", "machine_info", "main"]
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the model's shape is a :class:`llmcourse.gpt.GPTConfig`)."""
+
+    steps: int = 2000             # optimizer steps
+    batch_size: int = 32          # windows per optimizer step, over all processes together
+    grad_accum: int = 1           # micro-batches per process per step
+    lr: float = 2e-3              # peak learning rate
+    min_lr: float = 2e-4          # learning rate at the end of the cosine
+    warmup: int = 100             # steps of linear warm-up
+    weight_decay: float = 0.1     # AdamW's decay of the matrices (not of biases, norms, embeddings)
+    beta2: float = 0.99           # AdamW's second-moment decay (0.99 suits small batches)
+    grad_clip: float = 1.0        # maximum gradient norm (0 = no clipping)
+    eval_every: int = 250         # steps between held-out evaluations (and the last step)
+    eval_chars: int = 0           # score only the first eval_chars held-out characters (0 = all)
+    seed: int = 1337
+    val_fraction: float = 0.1     # the held-out end of the text
+    max_seconds: float = 0.0      # stop early after this much wall time (0 = no limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Data, batches, schedule
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_data(text: str, tokenizer: CharTokenizer | None = None, val_fraction: float = 0.1):
+    """Encode ``text``; return ``(tokenizer, ids, cut)``: the held-out part is ``ids[cut:]``."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("prepare_data needs a non-empty str")
+    tokenizer = tokenizer or CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    n_val = int(round(len(ids) * val_fraction))       # as llmcourse.ngram.split_train_val
+    if not 0 < n_val < len(ids):
+        raise ValueError(f"val_fraction={val_fraction} leaves an empty part of {len(ids)} ids")
+    return tokenizer, ids, len(ids) - n_val
+
+
+def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows: inputs ``x`` and targets ``y`` (``x`` shifted by one).
+
+    Both are ``(batch_size, block_size)``; ``y[b, t] = data[start_b + t + 1]`` is the token that
+    follows ``x[b, :t + 1]``.
+    """
+    if not isinstance(data, torch.Tensor) or data.dim() != 1:
+        raise ValueError(f"data must be a 1-D tensor of token ids, got {type(data).__name__} "
+                         f"of shape {tuple(getattr(data, 'shape', ()))}")
+    if len(data) < block_size + 1:
+        raise ValueError(f"data has {len(data)} tokens; a window needs block_size + 1 = "
+                         f"{block_size + 1}")
+    starts = torch.randint(0, len(data) - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size + 1)
+    windows = data[starts[:, None] + offsets]            # (B, block_size + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for ``cfg.warmup`` steps, then a cosine from ``lr`` down to ``min_lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices of linear layers only."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        is_matrix = p.dim() >= 2 and not name.startswith(("tok_emb", "pos_emb"))
+        (decay if is_matrix else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+# --------------------------------------------------------------------------------------------
+# Where we run, and what we record about it
+# --------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA if present, then Apple's MPS, then the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine and library versions, for the checkpoint's JSON."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__}
+    try:
+        info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    for lib in ("numpy", "safetensors"):
+        try:
+            info[lib] = __import__(lib).__version__
+        except ImportError:
+            pass
+    return info
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Resume state: optimizer moments and generator in safetensors, never pickle
+# --------------------------------------------------------------------------------------------
+
+
+def _save_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
+                 generator: torch.Generator, step: int, tokenizer: CharTokenizer,
+                 meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_checkpoint(path, model, tokenizer, meta)
+    tensors = {"generator_state": generator.get_state(), "step": torch.tensor([step])}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{key}/{names[id(p)]}"] = value.detach().cpu().contiguous().reshape(
+                    value.shape if value.dim() else (1,))
+    save_file(tensors, str(path.with_name(path.name + ".optim.safetensors")))
+
+
+def _load_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
+                 generator: torch.Generator) -> tuple[int, dict]:
+    from safetensors.torch import load_file
+
+    loaded, _, meta = load_checkpoint(path)
+    model.load_state_dict(loaded.state_dict())
+    tensors = load_file(str(path.with_name(path.name + ".optim.safetensors")))
+    generator.set_state(tensors.pop("generator_state"))
+    step = int(tensors.pop("step")[0])
+    params = dict(model.named_parameters())
+    for key_name, value in tensors.items():
+        key, name = key_name.split("/", 1)
+        p = params[name]
+        state = optimizer.state[p]
+        state[key] = value.reshape(()) if key == "step" else value.to(p.device)
+    return step, meta
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
+          out: str | Path | None = None, resume: bool = False, device: str = "cpu",
+          progress: bool = True, callback: Callable[[dict], None] | None = None,
+          extra_meta: dict | None = None) -> dict[str, Any]:
+    """Train a GPT on ``text`` and return ``{"model", "tokenizer", "history", ...}``.
+
+    ``out`` (optional): where the best checkpoint goes (``out.safetensors`` + ``out.json``);
+    the resume state goes to ``out-last.*``. ``callback(record)`` is called after every
+    evaluation with ``{"step", "train_loss", "heldout_loss", "seconds"}``.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up here.
+    """
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = pick_device(device)
+    distributed = world > 1
+    if distributed:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+    per_rank = cfg.batch_size // world
+    if cfg.batch_size % (world * cfg.grad_accum) != 0:
+        raise ValueError(f"batch_size={cfg.batch_size} must divide by processes x grad_accum = "
+                         f"{world} x {cfg.grad_accum}")
+    micro = per_rank // cfg.grad_accum
+
+    tokenizer, ids, cut = prepare_data(text, val_fraction=cfg.val_fraction)
+    if model_config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model_config.vocab_size={model_config.vocab_size} but the text has "
+                         f"{tokenizer.vocab_size} distinct characters")
+    train_ids = ids[:cut]
+    eval_end = len(ids) if not cfg.eval_chars else min(len(ids), cut + cfg.eval_chars)
+
+    torch.manual_seed(cfg.seed)                        # same initial weights on every rank
+    model = GPT(model_config).to(dev)
+    optimizer = make_optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)  # same windows on every rank: each takes
+    dropout_seed = cfg.seed + 2 + rank                 # its slice of the global batch
+    torch.manual_seed(dropout_seed)
+    out = Path(out) if out is not None else None
+    last = out.with_name(out.name + "-last") if out is not None else None
+    start_step, history, best = 0, [], float("inf")
+    prior_wall, prior_cpu = 0.0, 0.0
+    if resume:
+        if last is None or not last.with_name(last.name + ".json").is_file():
+            raise FileNotFoundError(f"nothing to resume: {last}.json not found")
+        start_step, meta = _load_resume(last, model, optimizer, gen)
+        history = meta.get("history", [])
+        best = min([h["heldout_loss"] for h in history] or [float("inf")])
+        prior_wall = meta.get("wall_seconds", 0.0)
+        prior_cpu = meta.get("cpu_seconds", 0.0)
+
+    ddp_model = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ddp_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    def meta_now(step: int) -> dict:
+        best_rec = min(history, key=lambda h: h["heldout_loss"]) if history else None
+        return {
+            "steps_done": step, "best_step": best_rec["step"] if best_rec else None,
+            "heldout_loss": best_rec["heldout_loss"] if best_rec else None,
+            "train_loss": best_rec["train_loss"] if best_rec else None,
+            "heldout_metric": HELDOUT_METHOD + (f"; only the first {cfg.eval_chars} held-out "
+                                                f"characters" if cfg.eval_chars else ""),
+            "heldout_chars": eval_end - cut, "train_loss_note":
+                "mean training loss (with dropout) over the steps since the previous evaluation",
+            "history": history, "train_config": cfg.to_dict(),
+            "parameters": count_parameters(model),
+            "data": {"name": "tinyshakespeare", "chars": len(text), "sha256": _sha256(text),
+                     "train_chars": cut, "heldout_chars": len(ids) - cut},
+            "wall_seconds": round(prior_wall + time.perf_counter() - wall0, 1),
+            "cpu_seconds": round(prior_cpu + time.process_time() - cpu0, 1),
+            "cpu_seconds_note": "CPU time of the rank-0 process (all its threads)",
+            "processes": world, "device": str(dev), "machine": machine_info(),
+            **(extra_meta or {}),
+        }
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="training", unit="step")
+    model.train()
+    running, n_running = 0.0, 0
+    step = start_step
+    while step < cfg.steps:
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(train_ids, cfg.batch_size, model_config.block_size, gen)
+        x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for k in range(cfg.grad_accum):
+            xb = x[k * micro:(k + 1) * micro].to(dev)
+            yb = y[k * micro:(k + 1) * micro].to(dev)
+            sync = (k == cfg.grad_accum - 1) or not distributed
+            ctx = ddp_model.no_sync() if not sync else _nullcontext()
+            with ctx:
+                loss = cross_entropy_loss(ddp_model(xb), yb) / cfg.grad_accum
+                loss.backward()
+            step_loss += loss.item()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        running += step_loss
+        n_running += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.1e}")
+        out_of_time = cfg.max_seconds and time.perf_counter() - wall0 >= cfg.max_seconds
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            if rank == 0:
+                heldout = heldout_nats_per_char(model, ids, cut, eval_end)
+                record = {"step": step, "train_loss": round(running / max(1, n_running), 4),
+                          "heldout_loss": round(heldout, 4),
+                          "seconds": round(prior_wall + time.perf_counter() - wall0, 1)}
+                history.append(record)
+                running, n_running = 0.0, 0
+                if bar is not None:
+                    bar.write(f"step {step}: train {record['train_loss']:.4f}, held-out "
+                              f"{record['heldout_loss']:.4f} nats/char, {record['seconds']} s")
+                if callback is not None:
+                    callback(record)
+                if out is not None:
+                    if heldout < best:
+                        best = heldout
+                        save_checkpoint(out, model, tokenizer, meta_now(step))
+                    _save_resume(last, model, optimizer, gen, step, tokenizer, meta_now(step))
+                best = min(best, heldout)
+            if out_of_time:
+                break
+    if bar is not None:
+        bar.close()
+    if out is not None and rank == 0:   # the final JSON also records the whole run's times
+        best_path = out.with_name(out.name + ".json")
+        if best_path.is_file():
+            record = json.loads(best_path.read_text(encoding="utf-8"))
+            final = meta_now(step)
+            record["meta"].update({k: final[k] for k in ("history", "steps_done", "wall_seconds",
+                                                         "cpu_seconds", "machine")})
+            record["meta"]["run_note"] = ("weights are from best_step; wall/cpu seconds and "
+                                          "history cover the whole run of steps_done steps")
+            best_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    result = {"model": model, "tokenizer": tokenizer, "history": history, "steps": step,
+              "wall_seconds": prior_wall + time.perf_counter() - wall0,
+              "cpu_seconds": prior_cpu + time.process_time() - cpu0, "meta": meta_now(step)}
+    return result
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llmcourse.train",
+        description="Train the course's character-level GPT on Tiny Shakespeare. "
+                    "Data-parallel: torchrun --nproc_per_node=N -m llmcourse.train ...")
+    for f in fields(GPTConfig):
+        if f.name == "vocab_size":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+                           default=f.default, help=f"model: {f.name} (true/false)")
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default, help=f"model: {f.name}")
+    for f in fields(TrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help=f"training: {f.name}")
+    p.add_argument("--out", default=None,
+                   help="checkpoint path without suffix (writes OUT.safetensors and OUT.json)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT-last.*")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--data", default="tinyshakespeare", help="a data set of llmcourse.data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from llmcourse.data import load_text
+
+    text = load_text(args.data)
+    vocab_size = len(set(text))
+    model_config = GPTConfig(vocab_size=vocab_size, **{
+        f.name: getattr(args, f.name) for f in fields(GPTConfig) if f.name != "vocab_size"})
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    extra = {"command": "python -m llmcourse.train " + " ".join(sys.argv[1:] if argv is None
+                                                                else argv)}
+    result = train(model_config, cfg, text, out=args.out, resume=args.resume,
+                   device=args.device, progress=not args.no_progress, extra_meta=extra)
+    if int(os.environ.get("RANK", "0")) == 0 and result["history"]:
+        best = min(h["heldout_loss"] for h in result["history"])
+        print(f"done: {result['steps']} steps, best held-out {best:.4f} nats/char, "
+              f"{result['wall_seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == "__main__":
+    main()
