@@ -44,7 +44,7 @@ __all__ = [
     "ROLES", "SYSTEM", "USER", "ASSISTANT", "TOOL", "CALL", "END", "SPECIAL_TOKENS",
     "EXTRA_CHARACTERS", "ConversationError", "check_conversation", "ChatTokenizer", "Turn",
     "parse_tool_call", "safe_calculate", "CalculatorError", "format_number",
-    "Reply", "generate_reply", "grow_vocabulary", "assistant_loss", "finetune",
+    "generate", "Reply", "generate_reply", "grow_vocabulary", "assistant_loss", "finetune",
 ]
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -451,6 +451,36 @@ class _Stepper:
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
+def generate(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, *,
+             temperature: float = 0.0, stop_ids: Collection[int] = (),
+             generator: Any = None) -> list[int]:
+    """The ids ``model`` adds after ``prompt_ids``: at most ``max_new_tokens``, stopping after the
+    first id in ``stop_ids`` (which is included). Greedy when ``temperature == 0``, else sampled.
+
+    A minimal loop for this chapter (same arguments as Chapter 7's ``llmcourse.sampling.generate``,
+    which adds top-k and top-p).
+    """
+    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    ids = [int(i) for i in prompt_ids]
+    if not ids:
+        raise ValueError("prompt_ids must hold at least one id")
+    stepper = _Stepper(model, temperature, generator)
+    new: list[int] = []
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        while len(new) < max_new_tokens:
+            token = stepper.next(ids)
+            ids.append(token)
+            new.append(token)
+            if token in stop_ids:
+                break
+    finally:
+        model.train(was_training)
+    return new
+
+
 def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[dict], *,
                    max_new_tokens: int = 120, temperature: float = 0.0,
                    tool: Callable[[str], Any] | None = safe_calculate, max_tool_calls: int = 2,
@@ -629,22 +659,28 @@ def assistant_loss(model: Any, tokenizer: ChatTokenizer, conversations: Sequence
     return total / count
 
 
-def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]], *,
-             steps: int = 300, batch_size: int = 16, learning_rate: float = 1e-3,
-             warmup_steps: int = 20, weight_decay: float = 0.0, seed: int = 0,
-             progress: bool = False) -> list[float]:
+def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+             cfg: Any = None, *, progress: bool = False,
+             on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Supervised fine-tuning: train ``model`` to write the assistant turns of ``conversations``.
 
-    Each step draws ``batch_size`` conversations at random, renders them with their loss masks and
-    takes one optimizer step on the cross-entropy of the assistant tokens only (the rest of each
-    conversation is context). The optimizer and learning-rate schedule are Chapter 6's
-    (:mod:`llmcourse.train`). Returns the training loss of every step.
+    Each step draws ``cfg.batch_size`` conversations at random, renders them with their loss masks
+    and takes one optimizer step on the cross-entropy of the assistant tokens only (the rest of
+    each conversation is context). ``cfg`` is Chapter 6's :class:`llmcourse.train.TrainConfig`
+    (steps, batch size, learning rates, warm-up, weight decay, gradient clipping, seed); the
+    optimizer and learning-rate schedule are Chapter 6's too (:func:`llmcourse.train.make_optimizer`,
+    :func:`llmcourse.train.learning_rate`). ``on_step(step, loss)`` is called after every step.
+    Returns the training loss of every step.
     """
     import torch
     from torch.nn import functional as F
 
-    if not (isinstance(steps, int) and steps > 0):
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    from llmcourse.train import TrainConfig, learning_rate, make_optimizer
+
+    cfg = TrainConfig(steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup=20,
+                      weight_decay=0.0) if cfg is None else cfg
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a llmcourse.train.TrainConfig, got {type(cfg).__name__}")
     rendered = _rendered(tokenizer, conversations, _block_size(model))
     if len(rendered) == 0:
         raise ValueError("finetune needs at least one conversation")
@@ -652,34 +688,28 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
         raise ValueError(f"the model has {model.config.vocab_size} token rows but the tokenizer "
                          f"has {tokenizer.vocab_size} ids; call grow_vocabulary(model, "
                          f"{tokenizer.vocab_size}) first")
-    g = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
-                                  weight_decay=weight_decay, betas=(0.9, 0.99))
-
-    def lr_at(step: int) -> float:  # linear warmup, then cosine decay to a tenth
-        import math
-        if step < warmup_steps:
-            return learning_rate * (step + 1) / warmup_steps
-        progress_ = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_)))
-
+    g = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, cfg)
     losses: list[float] = []
     model.train()
-    bar = range(steps)
+    steps = range(cfg.steps)
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(bar, desc="fine-tuning", unit="step")
-    for step in bar:
-        picks = torch.randint(len(rendered), (batch_size,), generator=g).tolist()
+        steps = tqdm(steps, desc="fine-tuning", unit="step")
+    for step in steps:
+        picks = torch.randint(len(rendered), (cfg.batch_size,), generator=g).tolist()
         x, y = _batch([rendered[p] for p in picks], tokenizer.end_id)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = learning_rate(step, cfg)
         logits = model(x)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
     model.eval()
     return losses

@@ -21,6 +21,7 @@ from llmcourse.chat import (ASSISTANT, CALL, END, SPECIAL_TOKENS, USER, ChatToke
                             finetune, generate_reply, grow_vocabulary, parse_tool_call)
 from llmcourse.chat_data import (KINDS, SPEAKERS, Example, check_examples, grade_answer,
                                  make_conversations)
+from llmcourse.train import TrainConfig
 
 DATA_DIR = Path(os.environ.get("LLMCOURSE_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
 
@@ -398,7 +399,8 @@ def test_finetune_lowers_the_assistant_loss(tok, shakespeare):
     model = TinyLM(tok.vocab_size)
     convs = [list(e.conversation) for e in train]
     before = assistant_loss(model, tok, convs)
-    losses = finetune(model, tok, convs, steps=40, batch_size=8, learning_rate=1e-2)
+    cfg = TrainConfig(steps=40, batch_size=8, lr=1e-2, min_lr=1e-3, warmup=5, weight_decay=0.0)
+    losses = finetune(model, tok, convs, cfg)
     after = assistant_loss(model, tok, convs)
     assert len(losses) == 40 and after < before - 1.0
 
@@ -420,7 +422,9 @@ def test_loss_ignores_everything_but_assistant_tokens(tok):
     assert assistant_loss(Uniform(), tok, [a]) == pytest.approx(math.log(tok.vocab_size))
     assert assistant_loss(Uniform(), tok, [a]) == pytest.approx(assistant_loss(Uniform(), tok, [b]))
     with pytest.raises(ValueError, match="grow_vocabulary"):
-        finetune(TinyLM(65), tok, [a], steps=1)
+        finetune(TinyLM(65), tok, [a])
+    with pytest.raises(TypeError, match="TrainConfig"):
+        finetune(TinyLM(tok.vocab_size), tok, [a], {"steps": 1})
 
 
 # -- the data set ----------------------------------------------------------------------------------
