@@ -12,6 +12,9 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3)
 * :mod:`llmcourse.ngram`   -- n-gram language models: counting, smoothing, sampling (Ch. 2)
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
+* :mod:`llmcourse.chat`    -- chat template, special tokens, loss mask, tool loop, fine-tune (Ch. 8)
+* :mod:`llmcourse.chat_data` -- the conversation data set made from Tiny Shakespeare (Ch. 8)
+* :mod:`llmcourse.calculator` -- the safe calculator the assistant calls, parsed with ast (Ch. 8)
 
 Importing the package is cheap: submodules (and PyTorch) load only when used.
 """
