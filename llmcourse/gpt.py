@@ -38,7 +38,7 @@ from llmcourse.attention import CausalSelfAttention, LayerKVCache
 __all__ = [
     "GPTConfig", "CharTokenizer", "MLP", "Block", "GPT", "KVCache", "cross_entropy_loss",
     "count_parameters", "save_checkpoint", "load_checkpoint", "load_pretrained",
-    "heldout_nats_per_char", "CHECKPOINT_DIR",
+    "heldout_nats_per_char", "generate", "pretrained_meta", "CHECKPOINT_DIR",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -390,6 +390,46 @@ def count_parameters(model: GPT) -> dict[str, int]:
         counts[part] += p.numel()
     counts["total"] = sum(counts.values())
     return counts
+
+
+@torch.no_grad()
+def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
+             seed: int | None = None) -> list[int]:
+    """Sample ``max_new_tokens`` ids after ``prompt`` (plain sampling at ``temperature``).
+
+    The minimal loop of Chapter 6 (Chapter 7 adds greedy, top-k and top-p): the prompt is fed
+    once, then one token per step with the key/value cache. When the cache holds ``block_size``
+    positions, the model restarts from the last three quarters of the text. Returns the new ids.
+    """
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    ids = list(torch.as_tensor(prompt, dtype=torch.long).flatten().tolist())
+    if not ids:
+        raise ValueError("generate needs a prompt of at least one token")
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    block = model.config.block_size
+    keep = max(1, block * 3 // 4)
+    was_training = model.training
+    model.eval()
+    try:
+        cache = model.new_cache()
+        logits = model(torch.tensor([ids[-block:]], device=model.device), cache=cache)
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=gen))
+            new.append(token)
+            ids.append(token)
+            if len(cache) >= block:                      # the window is full: start again
+                cache = model.new_cache()
+                logits = model(torch.tensor([ids[-keep:]], device=model.device), cache=cache)
+            else:
+                logits = model(torch.tensor([[token]], device=model.device), cache=cache)
+    finally:
+        model.train(was_training)
+    return new
 
 
 # --------------------------------------------------------------------------------------------

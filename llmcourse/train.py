@@ -41,7 +41,7 @@ from llmcourse.gpt import (GPT, HELDOUT_METHOD, CharTokenizer, GPTConfig, count_
                            cross_entropy_loss, heldout_nats_per_char, load_checkpoint,
                            save_checkpoint)
 
-__all__ = ["TrainConfig", "get_batch", "learning_rate", "prepare_data", "train",
+__all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN", "get_batch", "learning_rate", "prepare_data", "train",
            "pick_device", "machine_info", "main"]
 
 
@@ -66,6 +66,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The live recipe: Chapter 6 trains it in front of the reader (about a minute on 2 CPU cores),
+# and benchmarks/train_gpt.py races it against nanoGPT's published CPU recipe.
+LIVE_MODEL = dict(block_size=64, n_layer=4, n_head=4, d_model=128, dropout=0.0)
+LIVE_TRAIN = dict(steps=250, batch_size=32, lr=5e-3, min_lr=5e-4, warmup=30)
+# nanoGPT's CPU recipe for Tiny Shakespeare (its README), on our implementation.
+NANOGPT_CPU_MODEL = dict(block_size=64, n_layer=4, n_head=4, d_model=128, dropout=0.0)
+NANOGPT_CPU_TRAIN = dict(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup=100)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,11 +113,18 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
     return windows[:, :-1], windows[:, 1:]
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up for ``cfg.warmup`` steps, then a cosine from ``lr`` down to ``min_lr``."""
+def learning_rate(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
+    """Linear warm-up for ``cfg.warmup`` steps, then a cosine from ``lr`` down to ``min_lr``.
+
+    With a time budget (``cfg.max_seconds`` > 0 and the ``elapsed`` seconds given) the cosine
+    follows whichever runs out first, the steps or the time, so a run of fixed duration still
+    ends at ``min_lr`` (the ladder of Chapter 6 trains every model for the same time).
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_seconds > 0 and elapsed is not None:
+        progress = max(progress, min(1.0, elapsed / cfg.max_seconds))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -179,7 +195,8 @@ def _save_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
     from safetensors.torch import save_file
 
     save_checkpoint(path, model, tokenizer, meta)
-    tensors = {"generator_state": generator.get_state(), "step": torch.tensor([step])}
+    tensors = {"generator_state": generator.get_state(), "step": torch.tensor([step]),
+               "torch_rng_state": torch.get_rng_state()}       # dropout's random numbers
     names = {id(p): n for n, p in model.named_parameters()}
     for p, state in optimizer.state.items():
         for key, value in state.items():
@@ -198,6 +215,7 @@ def _load_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
     tensors = load_file(str(path.with_name(path.name + ".optim.safetensors")))
     generator.set_state(tensors.pop("generator_state"))
     step = int(tensors.pop("step")[0])
+    torch.set_rng_state(tensors.pop("torch_rng_state"))
     params = dict(model.named_parameters())
     for key_name, value in tensors.items():
         key, name = key_name.split("/", 1)
@@ -215,7 +233,7 @@ def _load_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
 def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
           out: str | Path | None = None, resume: bool = False, device: str = "cpu",
           progress: bool = True, callback: Callable[[dict], None] | None = None,
-          extra_meta: dict | None = None) -> dict[str, Any]:
+          extra_meta: dict | None = None, verbose: bool = False) -> dict[str, Any]:
     """Train a GPT on ``text`` and return ``{"model", "tokenizer", "history", ...}``.
 
     ``out`` (optional): where the best checkpoint goes (``out.safetensors`` + ``out.json``);
@@ -235,6 +253,9 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
+    if distributed and cfg.max_seconds:
+        raise ValueError("max_seconds (a time budget) would stop the processes at different "
+                         "steps; under torchrun give a number of steps instead")
     per_rank = cfg.batch_size // world
     if cfg.batch_size % (world * cfg.grad_accum) != 0:
         raise ValueError(f"batch_size={cfg.batch_size} must divide by processes x grad_accum = "
@@ -301,7 +322,7 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     running, n_running = 0.0, 0
     step = start_step
     while step < cfg.steps:
-        lr = learning_rate(step, cfg)
+        lr = learning_rate(step, cfg, time.perf_counter() - wall0)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_ids, cfg.batch_size, model_config.block_size, gen)
@@ -335,17 +356,19 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
                           "seconds": round(prior_wall + time.perf_counter() - wall0, 1)}
                 history.append(record)
                 running, n_running = 0.0, 0
+                line = (f"step {step}: train {record['train_loss']:.4f}, held-out "
+                        f"{record['heldout_loss']:.4f} nats/char, {record['seconds']} s")
                 if bar is not None:
-                    bar.write(f"step {step}: train {record['train_loss']:.4f}, held-out "
-                              f"{record['heldout_loss']:.4f} nats/char, {record['seconds']} s")
-                if callback is not None:
-                    callback(record)
+                    bar.write(line)
+                elif verbose:
+                    print(line, flush=True)
                 if out is not None:
                     if heldout < best:
-                        best = heldout
                         save_checkpoint(out, model, tokenizer, meta_now(step))
                     _save_resume(last, model, optimizer, gen, step, tokenizer, meta_now(step))
                 best = min(best, heldout)
+                if callback is not None:
+                    callback(record)
             if out_of_time:
                 break
     if bar is not None:
@@ -421,7 +444,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = {"command": "python -m llmcourse.train " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv)}
     result = train(model_config, cfg, text, out=args.out, resume=args.resume,
-                   device=args.device, progress=not args.no_progress, extra_meta=extra)
+                   device=args.device, progress=not args.no_progress, extra_meta=extra,
+                   verbose=True)
     if int(os.environ.get("RANK", "0")) == 0 and result["history"]:
         best = min(h["heldout_loss"] for h in result["history"])
         print(f"done: {result['steps']} steps, best held-out {best:.4f} nats/char, "

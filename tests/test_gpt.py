@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from llmcourse.gpt import (GPT, CharTokenizer, GPTConfig, KVCache, count_parameters,
-                           cross_entropy_loss, heldout_nats_per_char, load_checkpoint,
+                           cross_entropy_loss, generate, heldout_nats_per_char, load_checkpoint,
                            load_pretrained, pretrained_meta, save_checkpoint)
 
 
@@ -259,3 +259,17 @@ def test_shipped_checkpoint_loads():
     # a trained model finds Shakespeare likelier than the uniform guess by a wide margin
     loss = model.loss(ids[:, :-1], ids[:, 1:]).item()
     assert loss < 0.8 * torch.log(torch.tensor(float(tok.vocab_size))).item()
+
+
+def test_generate_is_seeded_and_runs_past_the_block(model):
+    a = generate(model, [1, 2, 3], 40, seed=0)
+    assert len(a) == 40 and all(0 <= i < 11 for i in a)   # 43 > block_size = 16
+    assert generate(model, [1, 2, 3], 40, seed=0) == a
+    assert generate(model, [1, 2, 3], 40, seed=1) != a
+    # a very low temperature picks the most likely token
+    cold = generate(model, [4, 5], 1, temperature=1e-4, seed=0)
+    assert cold[0] == int(model(torch.tensor([[4, 5]]))[0, -1].argmax())
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, [1], 3, temperature=0)
+    with pytest.raises(ValueError, match="prompt"):
+        generate(model, [], 3)
