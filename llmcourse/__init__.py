@@ -9,9 +9,10 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.exercises` -- where exercises live; learner versions made with nbgrader
 * :mod:`llmcourse.charcounts` -- next-character counts, the first language model (Ch. 0)
 * :mod:`llmcourse.pixels`  -- the 3x3 pixel-display network, with hand-written backprop (Ch. 1)
-* :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3)
+* :mod:`llmcourse.widgets` -- the interactive widgets of the chapters (Ch. 1, 3, 7)
 * :mod:`llmcourse.ngram`   -- n-gram language models: counting, smoothing, sampling (Ch. 2)
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
+* :mod:`llmcourse.sampling` -- greedy, temperature, top-k, top-p; generation with a KV cache (Ch. 7)
 * :mod:`llmcourse.chat`    -- chat template, special tokens, loss mask, tool loop, fine-tune (Ch. 8)
 * :mod:`llmcourse.chat_data` -- the conversation data set made from Tiny Shakespeare (Ch. 8)
 * :mod:`llmcourse.calculator` -- the safe calculator the assistant calls, parsed with ast (Ch. 8)

@@ -240,3 +240,65 @@ def show_compact(fig=None) -> None:
         display(SVG(svg.getvalue()))
     else:
         display(Image(png.getvalue()))
+
+
+# --- Chapter 7: the next-token distribution ------------------------------------------------------
+
+def token_label(text: str) -> str:
+    """A token's text made visible in a figure: a space as ``·``, a newline as ``↵``."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→")
+
+
+def plot_token_probs(ax, probs, labels, top: int = 12, before=None, title: str | None = None):
+    """Bars of the ``top`` most likely tokens of ``probs`` (a vector over the vocabulary).
+
+    ``before`` (optional, same shape) is the distribution before a filter: drawn as pale bars
+    behind, so the reader sees which tokens a filter removed (their dark bar is gone) and how
+    the kept ones grew. Bars are ordered by ``before`` when it is given, else by ``probs``.
+    """
+    import numpy as np
+
+    p = np.asarray(probs, dtype=float).reshape(-1)
+    ref = p if before is None else np.asarray(before, dtype=float).reshape(-1)
+    order = np.argsort(-ref, kind="stable")[:top]
+    x = np.arange(len(order))
+    if before is not None:
+        ax.bar(x, ref[order], color="#d9d9d9", width=0.8, label="before the filter")
+    ax.bar(x, p[order], color=PALETTE[0], width=0.55 if before is not None else 0.8,
+           label="sampled from")
+    ax.set_xticks(x, [token_label(labels[i]) for i in order])
+    ax.set_ylim(0, max(1e-9, float(max(ref[order].max(), p[order].max()))) * 1.12)
+    ax.set_ylabel("probability")
+    ax.grid(axis="x", visible=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_sampling_grid(logits, labels, temperatures=(0.5, 1.0, 1.5),
+                       filters=(("no filter", None, None), ("top-k = 5", 5, None),
+                                ("top-p = 0.8", None, 0.8)), top: int = 10):
+    """A grid of next-token distributions: one row per temperature, one column per filter.
+
+    ``filters`` holds ``(title, top_k, top_p)`` triples. Each panel shows, in pale grey, the
+    distribution at that temperature before filtering, and in blue what is sampled from (computed
+    by :func:`llmcourse.sampling.next_token_probs`). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .sampling import next_token_probs
+
+    fig, axes = plt.subplots(len(temperatures), len(filters), squeeze=False, sharey=True,
+                             figsize=(3.0 * len(filters) + 0.6, 2.1 * len(temperatures) + 0.4))
+    for r, t in enumerate(temperatures):
+        before = next_token_probs(logits, temperature=t).numpy()
+        for c, (name, k, p) in enumerate(filters):
+            after = next_token_probs(logits, temperature=t, top_k=k, top_p=p).numpy()
+            ax = axes[r, c]
+            plot_token_probs(ax, after, labels, top=top, before=before,
+                             title=f"T = {t:g}, {name}: {int((after > 0).sum())} tokens left")
+            ax.set_ylim(0, 1)
+            if c:
+                ax.set_ylabel("")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    return fig

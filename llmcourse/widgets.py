@@ -4,6 +4,10 @@ Introduced in Chapter 1 (``chapters/01_pixel_network.ipynb``): :func:`pixel_grid
 3x3 grid of toggle buttons (a lit, white pixel is +1, a dark one -1) beside one bar per symbol
 holding the network's probability for it. Every click runs the network again and updates the bars.
 
+Chapter 7 (``chapters/07_generation.ipynb``) adds :func:`sampling_widget`: sliders for the
+temperature, top-k and top-p redraw the model's next-token distribution for a prompt and a sample
+continuation drawn with a fixed seed.
+
 Each widget is a small object that exposes its parts (the buttons, the current probabilities) and
 methods to set its state, so a test does in code what a reader does with the mouse. Display it by
 leaving it as the last expression of a cell (or with ``IPython.display.display``).
@@ -15,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["PixelGridWidget", "pixel_grid_widget"]
+__all__ = ["PixelGridWidget", "pixel_grid_widget", "SamplingWidget", "sampling_widget"]
 
 _WHITE, _BLACK = "#f4f4f4", "#1b1b1b"
 
@@ -149,3 +153,151 @@ def pixel_grid_widget(net: Any, display: Any = None) -> PixelGridWidget:
     presets = {name: SYMBOLS[i] for i, name in enumerate(SYMBOL_NAMES)}
     presets["clear"] = np.full(9, -1.0)
     return PixelGridWidget(net.predict_proba, SYMBOL_NAMES, display=display, presets=presets)
+
+
+class SamplingWidget:
+    """Sliders for temperature, top-k and top-p, wired to a model's next-token distribution.
+
+    Parts:
+
+    * ``temperature``, ``top_k``, ``top_p`` -- the sliders (``top_k`` at the vocabulary size and
+      ``top_p`` at 1.0 mean "no filter");
+    * ``seed`` -- the seed of the sample (the same seed and settings give the same text);
+    * ``bars`` -- an ``ipywidgets.HTML`` table of the most likely tokens: the probability at
+      temperature 1 in grey, the probability sampled from in blue (empty where a filter removed
+      the token);
+    * ``sample`` -- an ``ipywidgets.HTML`` with the prompt and a sampled continuation;
+    * ``widget`` -- the whole layout.
+
+    ``probabilities`` is the distribution sampled from (a float64 tensor over the vocabulary),
+    ``sample_text`` the continuation; ``set(temperature=..., top_k=..., top_p=..., seed=...)``
+    moves the sliders as a reader would, and everything updates once.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, prompt: str, n_tokens: int = 100,
+                 seed: int = 0, show: int = 12) -> None:
+        import ipywidgets as w
+        import torch
+
+        from .sampling import _prompt_list
+
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        self.model, self.tokenizer, self.prompt = model, tokenizer, prompt
+        self.n_tokens, self.show = int(n_tokens), int(show)
+        ids = _prompt_list(tokenizer.encode(prompt), model.config.vocab_size)
+        self.prompt_ids = ids
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            window = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long)
+            self.logits = model(window)[0, -1].double()
+        model.train(was_training)
+        vocab = model.config.vocab_size
+        slider = dict(continuous_update=False, style={"description_width": "90px"},
+                      layout=w.Layout(width="360px"))
+        self.temperature = w.FloatSlider(value=1.0, min=0.1, max=2.5, step=0.05,
+                                         description="temperature", readout_format=".2f",
+                                         **slider)
+        self.top_k = w.IntSlider(value=vocab, min=1, max=vocab, step=1,
+                                 description="top-k", **slider)
+        self.top_p = w.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05,
+                                   description="top-p", readout_format=".2f", **slider)
+        self.seed = w.IntText(value=seed, description="seed", style={"description_width": "90px"},
+                              layout=w.Layout(width="200px"))
+        self.bars = w.HTML()
+        self.sample = w.HTML()
+        self._updating = False
+        for control in (self.temperature, self.top_k, self.top_p, self.seed):
+            control.observe(self._on_change, names="value")
+        controls = w.VBox([w.HTML("<b>Settings</b> (top-k at its maximum and top-p at 1 mean "
+                                  "no filter)"), self.temperature, self.top_k, self.top_p,
+                           self.seed])
+        self.widget = w.VBox([w.HBox([controls, self.bars], layout=w.Layout(grid_gap="24px")),
+                              self.sample])
+        self.probabilities = None
+        self.sample_text = ""
+        self._refresh()
+
+    def _settings(self) -> dict:
+        vocab = self.model.config.vocab_size
+        return {"temperature": float(self.temperature.value),
+                "top_k": None if self.top_k.value >= vocab else int(self.top_k.value),
+                "top_p": None if self.top_p.value >= 1.0 else float(self.top_p.value)}
+
+    def set(self, temperature: float | None = None, top_k: int | None = None,
+            top_p: float | None = None, seed: int | None = None) -> None:
+        """Move the sliders (only those given); the bars and the sample update once."""
+        self._updating = True
+        try:
+            if temperature is not None:
+                self.temperature.value = temperature
+            if top_k is not None:
+                self.top_k.value = top_k
+            if top_p is not None:
+                self.top_p.value = top_p
+            if seed is not None:
+                self.seed.value = seed
+        finally:
+            self._updating = False
+        self._refresh()
+
+    def _on_change(self, change: dict) -> None:
+        if not self._updating:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        import html
+
+        import torch
+
+        from .plots import token_label
+        from .sampling import generate, next_token_probs
+
+        settings = self._settings()
+        self.probabilities = next_token_probs(self.logits, **settings)
+        base = next_token_probs(self.logits)
+        order = torch.argsort(-base, stable=True)[: self.show].tolist()
+        rows = []
+        for i in order:
+            label = html.escape(token_label(self.tokenizer.vocab[i]))
+            p0, p = float(base[i]), float(self.probabilities[i])
+            rows.append(
+                f"<tr><td style='font-family:monospace;padding-right:8px'>{label}</td>"
+                f"<td style='width:220px'><div style='background:#d9d9d9;height:7px;"
+                f"width:{220 * p0:.0f}px'></div><div style='background:#0072B2;height:9px;"
+                f"width:{220 * p:.0f}px'></div></td>"
+                f"<td style='font-family:monospace;padding-left:8px'>{100 * p0:5.1f}% &rarr; "
+                f"{100 * p:5.1f}%</td></tr>")
+        kept = int((self.probabilities > 0).sum())
+        self.bars.value = (f"<b>Next token after the prompt</b> ({kept} of "
+                           f"{len(self.probabilities)} tokens can be drawn)<br>"
+                           f"<table>{''.join(rows)}</table>")
+        new = generate(self.model, self.prompt_ids, self.n_tokens,
+                       generator=torch.Generator().manual_seed(int(self.seed.value)), **settings)
+        self.sample_text = self.tokenizer.decode(new)
+        self.sample.value = (
+            "<b>A sample</b> (the prompt in grey)<pre style='white-space:pre-wrap;"
+            "background:#f6f6f6;color:#222;padding:6px'>"
+            f"<span style='color:#888'>{html.escape(self.prompt)}</span>"
+            f"{html.escape(self.sample_text)}</pre>")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        s = self._settings()
+        return (f"SamplingWidget(temperature={s['temperature']}, top_k={s['top_k']}, "
+                f"top_p={s['top_p']}, {int((self.probabilities > 0).sum())} tokens possible)")
+
+
+def sampling_widget(model: Any, tokenizer: Any, prompt: str, n_tokens: int = 100,
+                    seed: int = 0) -> SamplingWidget:
+    """Sliders for temperature, top-k and top-p over ``model``'s next token after ``prompt``,
+    with a sample of ``n_tokens`` tokens drawn with ``seed``."""
+    if not hasattr(model, "config") or not hasattr(tokenizer, "encode"):
+        raise TypeError(f"sampling_widget needs a GPT and its tokenizer, got "
+                        f"{type(model).__name__} and {type(tokenizer).__name__}")
+    return SamplingWidget(model, tokenizer, prompt, n_tokens=n_tokens, seed=seed)
