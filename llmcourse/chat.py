@@ -1,0 +1,715 @@
+"""From base model to assistant: a chat template, special tokens, the loss mask and a tool.
+
+A base model continues documents. To make it answer instead, we fine-tune it on *conversations*,
+written in a fixed template so the model can tell who speaks. A conversation is a list of messages,
+as in the chat APIs people already know::
+
+    [{"role": "user", "content": "What is 12*7?"},
+     {"role": "assistant", "content": "", "tool_call": "12*7"},
+     {"role": "tool", "content": "84"},
+     {"role": "assistant", "content": "It is 84."}]
+
+The roles are ``system`` (instructions, first message only), ``user``, ``assistant`` and ``tool``
+(the result of a tool call). The template writes each message as a role token, the text, and an
+end-of-turn token; an assistant's tool call is the token ``<|call|>`` followed by the expression::
+
+    <|user|>What is 12*7?<|end|><|assistant|><|call|>12*7<|end|><|tool|>84<|end|><|assistant|>It is 84.<|end|>
+
+The six **special tokens** get ids after every id of the base tokenizer, so a trained model's
+embedding table grows by a few rows and keeps all its old ones (:class:`ChatTokenizer`). Characters
+the base vocabulary lacks (Tiny Shakespeare has no digits but ``3``, and no ``+ * / ( )``) are added
+the same way. Special tokens enter a conversation only through the template: text that merely
+*spells* one (``"<|end|>"`` typed by a user) is refused, as ``allowed_special`` does in Chapter 3.
+
+:meth:`ChatTokenizer.render` returns the ids *and* a mask: 1 on the tokens the model is trained to
+write (the assistant's text, its tool calls and its end-of-turn token), 0 on everything it only
+reads. :meth:`ChatTokenizer.parse` turns ids back into the conversation. The generation loop
+:func:`generate_reply` lets a model answer, and when it writes a tool call, runs the calculator
+(:func:`llmcourse.calculator.safe_calculate`, never ``eval``), writes the result into the
+conversation as a ``tool`` turn and lets the model continue. :func:`finetune` trains a model on
+conversations with the loss on assistant tokens only.
+
+Introduced in Chapter 8.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Iterable, Literal, Sequence
+
+from llmcourse.calculator import CalculatorError, format_number, safe_calculate
+
+__all__ = [
+    "ROLES", "SYSTEM", "USER", "ASSISTANT", "TOOL", "CALL", "END", "SPECIAL_TOKENS",
+    "EXTRA_CHARACTERS", "ConversationError", "check_conversation", "ChatTokenizer", "Turn",
+    "parse_tool_call", "safe_calculate", "CalculatorError", "format_number",
+    "generate", "Reply", "generate_reply", "grow_vocabulary", "assistant_loss", "finetune",
+]
+
+ROLES = ("system", "user", "assistant", "tool")
+SYSTEM, USER, ASSISTANT, TOOL = "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"
+CALL, END = "<|call|>", "<|end|>"
+#: The texts of the special tokens, in the order of their ids (after the base vocabulary).
+SPECIAL_TOKENS = (SYSTEM, USER, ASSISTANT, TOOL, CALL, END)
+ROLE_TOKENS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT, "tool": TOOL}
+#: Characters a chat tokenizer can always write: printable ASCII and the newline. Those the base
+#: tokenizer lacks become new tokens.
+EXTRA_CHARACTERS = "".join(c for c in string.printable if c not in "\t\r\x0b\x0c")
+
+_KEYS = {"role", "content", "tool_call"}
+
+
+class ConversationError(ValueError):
+    """A conversation (or a list of ids) does not follow the chat template; the message says
+    which message or position is wrong and why."""
+
+
+# -- conversations ---------------------------------------------------------------------------------
+def _special_in(text: str) -> str | None:
+    """The special token whose text occurs first in ``text`` (None if none does)."""
+    found = [(text.find(s), s) for s in SPECIAL_TOKENS if s in text]
+    return min(found)[1] if found else None
+
+
+def check_conversation(conversation: Sequence[dict]) -> list[dict]:
+    """Check that ``conversation`` follows the rules of the template; return it as a new list of
+    dicts (``tool_call`` only where present). Raises :class:`ConversationError` or ``TypeError``.
+
+    The rules: every message is a dict with a ``role`` in :data:`ROLES` and a non-empty ``content``
+    string (an assistant message that makes a ``tool_call`` may have empty content); no text
+    contains a special token's text; a ``system`` message may only come first; the first other
+    message is from the ``user``; two ``assistant`` turns never follow each other; a ``tool``
+    message answers the tool call of the assistant message just before it, and a tool call is
+    answered by a ``tool`` message (unless it is the last message).
+    """
+    if isinstance(conversation, (str, bytes, dict)) or not isinstance(conversation, Sequence):
+        raise TypeError(f"a conversation must be a list of messages (dicts with 'role' and "
+                        f"'content'), got {type(conversation).__name__}")
+    if len(conversation) == 0:
+        raise ConversationError("the conversation is empty; it needs at least one user message")
+    out: list[dict] = []
+    for i, message in enumerate(conversation):
+        where = f"message {i}"
+        if not isinstance(message, dict):
+            raise TypeError(f"{where} must be a dict with 'role' and 'content', "
+                            f"got {type(message).__name__}: {message!r}")
+        if not {"role", "content"} <= set(message) or not set(message) <= _KEYS:
+            raise ConversationError(f"{where} must have the keys 'role' and 'content' (and, for "
+                                    f"an assistant, optionally 'tool_call'), got {sorted(message)}")
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            raise ConversationError(f"{where} has the unknown role {role!r}; the roles are "
+                                    f"{', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise TypeError(f"{where} ({role}): content must be a str, got "
+                            f"{type(content).__name__}")
+        call = message.get("tool_call")
+        if "tool_call" in message:
+            if role != "assistant":
+                raise ConversationError(f"{where}: only an assistant message can make a "
+                                        f"tool_call, this one is from the {role}")
+            if not isinstance(call, str) or not call.strip():
+                raise ConversationError(f"{where}: tool_call must be a non-empty str (the "
+                                        f"expression), got {call!r}")
+        if not content.strip() and call is None:
+            raise ConversationError(f"{where} ({role}) has empty content")
+        for text in (content, call or ""):
+            if (special := _special_in(text)) is not None:
+                raise ConversationError(
+                    f"{where} ({role}) contains the text of the special token {special!r}; "
+                    f"special tokens are placed by the template only, never by message text")
+        if role == "system" and i > 0:
+            raise ConversationError(f"{where}: a system message may only be the first message")
+        previous = out[-1] if out else None
+        if role != "system" and (previous is None or previous["role"] == "system") \
+                and role != "user":
+            raise ConversationError(f"{where}: the conversation must start with a user message "
+                                    f"(after an optional system message), got {role!r}")
+        if previous is not None and previous["role"] == "assistant" and role == "assistant":
+            raise ConversationError(f"messages {i - 1} and {i} are two assistant turns in a row; "
+                                    f"put a user (or tool) message between them, or join them")
+        if role == "tool" and (previous is None or "tool_call" not in previous):
+            raise ConversationError(f"{where}: a tool message must follow an assistant message "
+                                    f"that makes a tool_call")
+        if previous is not None and "tool_call" in previous and role != "tool":
+            raise ConversationError(f"{where}: the tool call in message {i - 1} must be "
+                                    f"answered by a tool message, got {role!r}")
+        out.append({"role": role, "content": content} | ({"tool_call": call} if call else {}))
+    return out
+
+
+def parse_tool_call(text: str) -> tuple[str, str | None]:
+    """Split an assistant turn's text into ``(content, expression)``.
+
+    The expression is the text between :data:`CALL` and :data:`END` (or the end of ``text``);
+    ``None`` when there is no call. ``parse_tool_call("Let me see.<|call|>2+3<|end|>")`` gives
+    ``("Let me see.", "2+3")``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    text = text.split(END, 1)[0]
+    if CALL not in text:
+        return text, None
+    content, expression = text.split(CALL, 1)
+    return content, expression.strip()
+
+
+# -- the tokenizer ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Turn:
+    """One turn of a rendered conversation: ``ids[start]`` is its role token, ``ids[stop - 1]``
+    its end-of-turn token."""
+
+    role: str
+    start: int
+    stop: int
+
+
+class ChatTokenizer:
+    """A base tokenizer plus new characters and the special tokens, with ids after the base's.
+
+    ``base`` needs ``vocab_size``, ``encode(text)`` and ``decode(ids)`` (the character tokenizer of
+    Chapter 6, or a :class:`llmcourse.bpe.BPETokenizer`). The ids are laid out as::
+
+        0 .. base.vocab_size - 1     the base tokenizer's ids, unchanged
+        then                         characters of ``extra_characters`` the base cannot encode
+        then                         SPECIAL_TOKENS, in order
+
+    so a model trained with the base tokenizer keeps every embedding row it learned.
+    """
+
+    def __init__(self, base: Any, extra_characters: str = EXTRA_CHARACTERS) -> None:
+        for attr in ("vocab_size", "encode", "decode"):
+            if not hasattr(base, attr):
+                raise TypeError(f"base must be a tokenizer with vocab_size, encode and decode; "
+                                f"{type(base).__name__} has no {attr!r}")
+        if not isinstance(extra_characters, str):
+            raise TypeError(f"extra_characters must be a str, got "
+                            f"{type(extra_characters).__name__}")
+        self.base = base
+        self.base_vocab_size = int(base.vocab_size)
+        self._known: dict[str, bool] = {}
+        new = [c for c in dict.fromkeys(extra_characters) if not self._base_knows(c)]
+        self.extra_characters: dict[str, int] = {
+            c: self.base_vocab_size + i for i, c in enumerate(new)}
+        first = self.base_vocab_size + len(new)
+        self.special_tokens: dict[str, int] = {s: first + i for i, s in enumerate(SPECIAL_TOKENS)}
+        self._id_to_text = {i: c for c, i in self.extra_characters.items()} | \
+            {i: s for s, i in self.special_tokens.items()}
+        self.end_id = self.special_tokens[END]
+        self.call_id = self.special_tokens[CALL]
+        self.role_ids = {role: self.special_tokens[t] for role, t in ROLE_TOKENS.items()}
+        self._role_of = {i: role for role, i in self.role_ids.items()}
+
+    @property
+    def vocab_size(self) -> int:
+        """Base ids + new characters + special tokens."""
+        return self.base_vocab_size + len(self.extra_characters) + len(self.special_tokens)
+
+    def __repr__(self) -> str:
+        return (f"ChatTokenizer(base={type(self.base).__name__} with {self.base_vocab_size} ids, "
+                f"{len(self.extra_characters)} new characters, {len(self.special_tokens)} special "
+                f"tokens: vocab_size={self.vocab_size})")
+
+    def _base_knows(self, ch: str) -> bool:
+        known = self._known.get(ch)
+        if known is None:
+            try:
+                ids = self.base.encode(ch)
+                known = self.base.decode(ids) == ch and all(
+                    0 <= i < self.base_vocab_size for i in ids)
+            except Exception:  # the base tokenizer cannot encode it (KeyError, ValueError, ...)
+                known = False
+            self._known[ch] = known
+        return known
+
+    # -- text -------------------------------------------------------------------------------------
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` as plain text: a special token's text becomes ordinary characters."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        out: list[int] = []
+        run: list[str] = []  # characters the base tokenizer encodes, not yet encoded
+        for ch in text:
+            if ch in self.extra_characters:
+                if run:
+                    out.extend(self.base.encode("".join(run)))
+                    run = []
+                out.append(self.extra_characters[ch])
+            elif self._base_knows(ch):
+                run.append(ch)
+            else:
+                raise ValueError(f"the character {ch!r} (U+{ord(ch):04X}) is in neither the base "
+                                 f"vocabulary nor the extra characters of this chat tokenizer")
+        if run:
+            out.extend(self.base.encode("".join(run)))
+        return out
+
+    def encode(self, text: str, *, allowed_special: Literal["all"] | Collection[str] = (),
+               disallowed_special: Literal["all"] | Collection[str] = "all") -> list[int]:
+        """Encode ``text``; special tokens work as in Chapter 3 (and tiktoken).
+
+        A special token's text becomes its id only if it is in ``allowed_special``. By default,
+        text containing one raises ``ValueError``; ``disallowed_special=()`` encodes it as
+        ordinary characters instead.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
+        if unknown := allowed - set(SPECIAL_TOKENS):
+            raise ValueError(f"allowed_special must name special tokens ({list(SPECIAL_TOKENS)}), "
+                             f"got {sorted(unknown)}")
+        disallowed = (set(SPECIAL_TOKENS) - allowed if disallowed_special == "all"
+                      else set(disallowed_special))
+        for s in SPECIAL_TOKENS:
+            if s in disallowed and s in text:
+                raise ValueError(f"the text contains the special token {s!r}, which is "
+                                 f"disallowed. Pass allowed_special={{{s!r}}} (or 'all') to "
+                                 f"encode it as a special token, or disallowed_special=() to "
+                                 f"encode it as ordinary text")
+        out: list[int] = []
+        start = 0
+        while allowed:
+            hits = [(text.find(s, start), s) for s in allowed]
+            hits = [(i, s) for i, s in hits if i >= 0]
+            if not hits:
+                break
+            i, s = min(hits, key=lambda h: (h[0], -len(h[1])))
+            out.extend(self.encode_ordinary(text[start:i]))
+            out.append(self.special_tokens[s])
+            start = i + len(s)
+        out.extend(self.encode_ordinary(text[start:]))
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Turn ids back into text, special tokens as their texts."""
+        pieces: list[str] = []
+        run: list[int] = []
+        for i in ids:
+            i = int(i)
+            if 0 <= i < self.base_vocab_size:
+                run.append(i)
+                continue
+            if i not in self._id_to_text:
+                raise ValueError(f"token ids must be integers 0..{self.vocab_size - 1}, got {i}")
+            if run:
+                pieces.append(self.base.decode(run))
+                run = []
+            pieces.append(self._id_to_text[i])
+        if run:
+            pieces.append(self.base.decode(run))
+        return "".join(pieces)
+
+    def token_strings(self, ids: Iterable[int]) -> list[str]:
+        """Each token's text on its own."""
+        return [self.decode([i]) for i in ids]
+
+    def is_special(self, token_id: int) -> bool:
+        """True for the id of a special token."""
+        return int(token_id) in self._role_of or int(token_id) in (self.end_id, self.call_id)
+
+    # -- conversations ----------------------------------------------------------------------------
+    def render(self, conversation: Sequence[dict]) -> tuple[list[int], list[int]]:
+        """The ids of ``conversation`` in the chat template, and the loss mask.
+
+        ``mask[t]`` is 1 where the model is trained to write token ``t`` (an assistant's text, its
+        tool call and its end-of-turn token) and 0 on the tokens it only reads (the role tokens,
+        and the system, user and tool messages). Raises :class:`ConversationError` for a
+        conversation that breaks the template's rules (see :func:`check_conversation`).
+        """
+        ids: list[int] = []
+        mask: list[int] = []
+        for message in check_conversation(conversation):
+            trained = int(message["role"] == "assistant")
+            body = self.encode_ordinary(message["content"])
+            if "tool_call" in message:
+                body += [self.call_id] + self.encode_ordinary(message["tool_call"])
+            ids += [self.role_ids[message["role"]], *body, self.end_id]
+            mask += [0] + [trained] * (len(body) + 1)
+        return ids, mask
+
+    def render_text(self, conversation: Sequence[dict]) -> str:
+        """The rendered conversation as text, special tokens spelled out (for reading)."""
+        return self.decode(self.render(conversation)[0])
+
+    def render_prompt(self, conversation: Sequence[dict]) -> list[int]:
+        """The ids that ask the model for the next assistant turn: the conversation (which must end
+        with a user or tool message) followed by the ``<|assistant|>`` token."""
+        messages = check_conversation(conversation)
+        if messages[-1]["role"] not in ("user", "tool"):
+            raise ConversationError(f"a prompt must end with a user or tool message, this one "
+                                    f"ends with {messages[-1]['role']!r}")
+        return self.render(messages)[0] + [self.role_ids["assistant"]]
+
+    def find_turns(self, ids: Sequence[int]) -> list[Turn]:
+        """Cut rendered ids into turns. Raises :class:`ConversationError` if a token lies outside
+        every turn, a turn does not start with a role token, or the last turn is not ended."""
+        turns: list[Turn] = []
+        start = None
+        for t, i in enumerate(ids):
+            i = int(i)
+            if start is None:
+                if i not in self._role_of:
+                    raise ConversationError(f"position {t}: expected a role token "
+                                            f"({', '.join(ROLE_TOKENS.values())}) to start a turn, "
+                                            f"got {self.decode([i])!r}")
+                start = t
+            elif i in self._role_of:
+                raise ConversationError(f"position {t}: a new turn starts ({self.decode([i])}) "
+                                        f"before the turn at position {start} has ended with {END}")
+            elif i == self.end_id:
+                turns.append(Turn(self._role_of[int(ids[start])], start, t + 1))
+                start = None
+        if start is not None:
+            raise ConversationError(f"the turn that starts at position {start} never ends with "
+                                    f"{END}")
+        return turns
+
+    def parse(self, ids: Sequence[int]) -> list[dict]:
+        """The conversation that ``ids`` render; the inverse of :meth:`render`."""
+        messages: list[dict] = []
+        for turn in self.find_turns(ids):
+            body = [int(i) for i in ids[turn.start + 1: turn.stop - 1]]
+            call = None
+            if self.call_id in body:
+                if turn.role != "assistant":
+                    raise ConversationError(f"position {turn.start}: a {turn.role} turn contains "
+                                            f"a tool call {CALL}; only an assistant may call")
+                k = body.index(self.call_id)
+                body, call = body[:k], body[k + 1:]
+            inner = body + (call or [])
+            if any(self.is_special(i) for i in inner):
+                raise ConversationError(f"position {turn.start}: the {turn.role} turn contains "
+                                        f"a misplaced special token")
+            message = {"role": turn.role, "content": self.decode(body)}
+            if call is not None:
+                message["tool_call"] = self.decode(call)
+            messages.append(message)
+        return check_conversation(messages)
+
+
+# -- the generation loop with a tool ---------------------------------------------------------------
+@dataclass
+class Reply:
+    """What :func:`generate_reply` produced.
+
+    ``messages``: the new messages (assistant turns, and a tool turn after each tool call);
+    ``ids``: the whole token sequence, prompt included; ``finished``: True when the last assistant
+    turn ended with ``<|end|>`` and no rule of the template was broken; ``problem``: why not.
+    """
+
+    messages: list[dict]
+    ids: list[int]
+    finished: bool
+    problem: str | None = None
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (expression, result text)
+
+    @property
+    def answer(self) -> str:
+        """The text of the last assistant turn ('' if there is none)."""
+        texts = [m["content"] for m in self.messages if m["role"] == "assistant"]
+        return texts[-1] if texts else ""
+
+
+def _block_size(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "block_size", None)
+
+
+class _Stepper:
+    """Next-token choices for a growing list of ids: greedy when ``temperature == 0``, else sampled.
+
+    With a model that offers a key/value cache (``model.new_cache()``, Chapter 6/7) only the new
+    tokens are run through the model; when the context would outgrow ``block_size`` the cache is
+    dropped and the last ``block_size`` ids are run afresh. (Chapter 7's ``llmcourse.sampling``
+    does the same for plain text.)
+    """
+
+    def __init__(self, model: Any, temperature: float, generator: Any) -> None:
+        self.model, self.temperature, self.generator = model, temperature, generator
+        self.block = _block_size(model)
+        self.use_cache = hasattr(model, "new_cache") and self.block is not None
+        self.cache = model.new_cache() if self.use_cache else None
+        self.fed = 0  # how many ids the cache holds
+
+    def next(self, ids: list[int]) -> int:
+        import torch
+
+        with torch.no_grad():
+            if self.use_cache and len(ids) <= self.block:
+                new = ids[self.fed:]
+                logits = self.model(torch.tensor([new]), cache=self.cache)[0, -1]
+                self.fed = len(ids)
+            else:
+                context = ids[-self.block:] if self.block else ids
+                logits = self.model(torch.tensor([context]))[0, -1]
+        logits = logits.float()
+        if self.temperature == 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def generate(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, *,
+             temperature: float = 0.0, stop_ids: Collection[int] = (),
+             generator: Any = None) -> list[int]:
+    """The ids ``model`` adds after ``prompt_ids``: at most ``max_new_tokens``, stopping after the
+    first id in ``stop_ids`` (which is included). Greedy when ``temperature == 0``, else sampled.
+
+    A minimal loop for this chapter (same arguments as Chapter 7's ``llmcourse.sampling.generate``,
+    which adds top-k and top-p).
+    """
+    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    ids = [int(i) for i in prompt_ids]
+    if not ids:
+        raise ValueError("prompt_ids must hold at least one id")
+    stepper = _Stepper(model, temperature, generator)
+    new: list[int] = []
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        while len(new) < max_new_tokens:
+            token = stepper.next(ids)
+            ids.append(token)
+            new.append(token)
+            if token in stop_ids:
+                break
+    finally:
+        model.train(was_training)
+    return new
+
+
+def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[dict], *,
+                   max_new_tokens: int = 120, temperature: float = 0.0,
+                   tool: Callable[[str], Any] | None = safe_calculate, max_tool_calls: int = 2,
+                   generator: Any = None) -> Reply:
+    """Let ``model`` write the next assistant turn of ``conversation`` (which ends with a user
+    message), running ``tool`` on each tool call it makes.
+
+    The loop: render the prompt, which ends with ``<|assistant|>``; add one token at a time until
+    the model writes ``<|end|>``. If the turn holds a tool call (``<|call|>expression``), hand the
+    expression to ``tool`` (by default :func:`safe_calculate`; a refusal is written back as
+    ``error: reason``), append ``<|tool|>result<|end|><|assistant|>`` and let the model continue.
+    At most ``max_new_tokens`` tokens are generated in all. A role token written by the model, or
+    a second tool call in one turn, stops the loop (the reply is then not ``finished``).
+    """
+    if not isinstance(tokenizer, ChatTokenizer):
+        raise TypeError(f"tokenizer must be a ChatTokenizer, got {type(tokenizer).__name__}")
+    if not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    ids = tokenizer.render_prompt(conversation)
+    reply = Reply(messages=[], ids=ids, finished=False)
+    turn: list[int] = []  # the current assistant turn's tokens
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    stepper = _Stepper(model, temperature, generator)
+    try:
+        for _ in range(max_new_tokens):
+            token = stepper.next(ids)
+            ids.append(token)
+            if token in tokenizer._role_of:
+                reply.problem = f"the model started a new turn with {tokenizer.decode([token])}"
+                break
+            if token == tokenizer.call_id and tokenizer.call_id in turn:
+                reply.problem = "the model wrote a second tool call in one turn"
+                break
+            if token != tokenizer.end_id:
+                turn.append(token)
+                continue
+            content, expression = parse_tool_call(tokenizer.decode(turn))
+            turn = []
+            if expression is None:  # an ordinary end of the assistant's turn: done
+                reply.messages.append({"role": "assistant", "content": content})
+                reply.finished = True
+                break
+            reply.messages.append({"role": "assistant", "content": content,
+                                   "tool_call": expression})
+            if tool is None or len(reply.tool_calls) >= max_tool_calls:
+                reply.problem = "the model made a tool call that was not run"
+                break
+            try:
+                result = tool(expression)
+                result_text = format_number(result) if isinstance(result, (int, float)) \
+                    else str(result)
+            except CalculatorError as err:
+                result_text = f"error: {err.reason}"
+            reply.tool_calls.append((expression, result_text))
+            reply.messages.append({"role": "tool", "content": result_text})
+            ids += [tokenizer.role_ids["tool"], *tokenizer.encode_ordinary(result_text),
+                    tokenizer.end_id, tokenizer.role_ids["assistant"]]
+        else:
+            reply.problem = f"no {END} within {max_new_tokens} tokens"
+        if turn and not reply.finished:  # the unfinished turn, kept so it can be shown
+            content, expression = parse_tool_call(tokenizer.decode(
+                [t for t in turn if not tokenizer.is_special(t) or t == tokenizer.call_id]))
+            reply.messages.append({"role": "assistant", "content": content}
+                                  | ({"tool_call": expression} if expression else {}))
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    return reply
+
+
+# -- fine-tuning on conversations ------------------------------------------------------------------
+def grow_vocabulary(model: Any, vocab_size: int, *, seed: int = 0) -> Any:
+    """Give ``model`` rows for token ids it has never seen, keeping every trained row.
+
+    The token embedding (and the output layer, tied to it or not) grow from ``config.vocab_size``
+    to ``vocab_size`` rows. A new row starts as the mean of the trained rows plus a little noise,
+    so new tokens start out as an "average token" rather than as something extreme. Returns the
+    model (changed in place).
+    """
+    import torch
+    from torch import nn
+
+    old = int(model.config.vocab_size)
+    if not isinstance(vocab_size, int) or vocab_size < old:
+        raise ValueError(f"vocab_size must be an int >= the model's {old}, got {vocab_size!r}")
+    if vocab_size == old:
+        return model
+    embeddings = [(n, m) for n, m in model.named_modules()
+                  if isinstance(m, nn.Embedding) and m.num_embeddings == old]
+    if len(embeddings) > 1:  # the position embedding may have as many rows: prefer the token one
+        embeddings = [(n, m) for n, m in embeddings if "pos" not in n.lower()]
+    heads = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and m.out_features == old]
+    if len(embeddings) != 1 or len(heads) != 1:
+        raise ValueError(f"expected one token embedding and one output layer with {old} rows, "
+                         f"found {[n for n, _ in embeddings]} and {[n for n, _ in heads]}")
+    (emb_name, emb), (head_name, head) = embeddings[0], heads[0]
+    tied = head.weight is emb.weight
+    g = torch.Generator().manual_seed(seed)
+
+    def grown(weight: torch.Tensor) -> torch.Tensor:
+        w = weight.detach()
+        extra = w.mean(0, keepdim=True) + 0.1 * w.std() * torch.randn(
+            vocab_size - old, w.shape[1], generator=g, dtype=w.dtype)
+        return torch.cat([w, extra.to(w.dtype)])
+
+    new_emb = nn.Embedding(vocab_size, emb.embedding_dim)
+    new_emb.weight = nn.Parameter(grown(emb.weight))
+    new_head = nn.Linear(head.in_features, vocab_size, bias=head.bias is not None)
+    if tied:
+        new_head.weight = new_emb.weight
+    else:
+        new_head.weight = nn.Parameter(grown(head.weight))
+    if head.bias is not None:
+        b = head.bias.detach()
+        new_head.bias = nn.Parameter(torch.cat([b, b.mean().expand(vocab_size - old)]))
+    for name, module in [(emb_name, new_emb), (head_name, new_head)]:
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)
+    model.config.vocab_size = vocab_size
+    return model
+
+
+def _batch(rendered: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Inputs and targets for next-token training; targets are -100 (ignored) where the mask is 0
+    and in the padding."""
+    import torch
+
+    length = max(len(ids) for ids, _ in rendered)
+    x = torch.full((len(rendered), length - 1), pad_id, dtype=torch.long)
+    y = torch.full((len(rendered), length - 1), -100, dtype=torch.long)
+    for row, (ids, mask) in enumerate(rendered):
+        t = torch.tensor(ids)
+        x[row, : len(ids) - 1] = t[:-1]
+        m = torch.tensor(mask[1:], dtype=torch.bool)
+        y[row, : len(ids) - 1] = torch.where(m, t[1:], torch.tensor(-100))
+    return x, y
+
+
+def _rendered(tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]], block: int | None):
+    out = []
+    for k, conversation in enumerate(conversations):
+        ids, mask = tokenizer.render(conversation)
+        if block is not None and len(ids) - 1 > block:
+            raise ValueError(f"conversation {k} renders to {len(ids)} tokens, more than the "
+                             f"model's context of {block} + 1")
+        out.append((ids, mask))
+    return out
+
+
+def assistant_loss(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+                   *, batch_size: int = 64) -> float:
+    """The mean cross-entropy (nats per token) on the assistant tokens of ``conversations``: how
+    well the model predicts what the assistant says, given everything before it."""
+    import torch
+    from torch.nn import functional as F
+
+    rendered = _rendered(tokenizer, conversations, _block_size(model))
+    total, count = 0.0, 0
+    was_training = getattr(model, "training", False)
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(rendered), batch_size):
+            x, y = _batch(rendered[i: i + batch_size], tokenizer.end_id)
+            logits = model(x)
+            total += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
+                                           ignore_index=-100, reduction="sum"))
+            count += int((y != -100).sum())
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("the conversations hold no assistant tokens to measure")
+    return total / count
+
+
+def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+             cfg: Any = None, *, progress: bool = False,
+             on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Supervised fine-tuning: train ``model`` to write the assistant turns of ``conversations``.
+
+    Each step draws ``cfg.batch_size`` conversations at random, renders them with their loss masks
+    and takes one optimizer step on the cross-entropy of the assistant tokens only (the rest of
+    each conversation is context). ``cfg`` is Chapter 6's :class:`llmcourse.train.TrainConfig`
+    (steps, batch size, learning rates, warm-up, weight decay, gradient clipping, seed); the
+    optimizer and learning-rate schedule are Chapter 6's too (:func:`llmcourse.train.make_optimizer`,
+    :func:`llmcourse.train.learning_rate`). ``on_step(step, loss)`` is called after every step.
+    Returns the training loss of every step.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    from llmcourse.train import TrainConfig, learning_rate, make_optimizer
+
+    cfg = TrainConfig(steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup=20,
+                      weight_decay=0.0) if cfg is None else cfg
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a llmcourse.train.TrainConfig, got {type(cfg).__name__}")
+    rendered = _rendered(tokenizer, conversations, _block_size(model))
+    if len(rendered) == 0:
+        raise ValueError("finetune needs at least one conversation")
+    if int(model.config.vocab_size) < tokenizer.vocab_size:
+        raise ValueError(f"the model has {model.config.vocab_size} token rows but the tokenizer "
+                         f"has {tokenizer.vocab_size} ids; call grow_vocabulary(model, "
+                         f"{tokenizer.vocab_size}) first")
+    g = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, cfg)
+    losses: list[float] = []
+    model.train()
+    steps = range(cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc="fine-tuning", unit="step")
+    for step in steps:
+        picks = torch.randint(len(rendered), (cfg.batch_size,), generator=g).tolist()
+        x, y = _batch([rendered[p] for p in picks], tokenizer.end_id)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        logits = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses
