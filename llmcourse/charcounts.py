@@ -6,6 +6,10 @@ simplest way to get such probabilities is to count: find every place where the l
 tally by the total. To write new text, draw a character from those probabilities, append it, and
 repeat with the new last few characters as the context.
 
+The number of characters in the context is the *context length*. A model with context length
+``n - 1`` is what Chapter 2 calls an *n-gram model*: it looks at ``n - 1`` characters and predicts
+the ``n``-th.
+
 Chapter 0 uses this module for its first experiment on Tiny Shakespeare; Chapter 2 turns the same
 idea into proper n-gram models (smoothing, evaluation) in :mod:`llmcourse.ngram`.
 """
@@ -53,17 +57,19 @@ def next_char_counts(text: str, context: str) -> Counter[str]:
     return counts
 
 
-def next_char_table(text: str, order: int) -> dict[str, Counter[str]]:
-    """Next-character counts for every context of ``order`` characters in ``text``, in one pass.
+def next_char_table(text: str, context_length: int) -> dict[str, Counter[str]]:
+    """Next-character counts for every context of ``context_length`` characters in ``text``, in
+    one pass (the counts of an n-gram model with ``n = context_length + 1``).
 
     ``table[context]`` equals ``next_char_counts(text, context)`` for every context that occurs.
     """
     _check_text(text, "text")
-    if not isinstance(order, int) or isinstance(order, bool) or order < 0:
-        raise ValueError(f"order must be an int >= 0, got {order!r}")
+    k = context_length
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"context_length must be an int >= 0, got {k!r}")
     table: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for i in range(len(text) - order):
-        table[text[i : i + order]][text[i + order]] += 1
+    for i in range(len(text) - k):
+        table[text[i : i + k]][text[i + k]] += 1
     return dict(table)
 
 
@@ -102,22 +108,21 @@ def sample_next_char(probs: Mapping[str, float], rng: np.random.Generator) -> st
 
 
 def generate(table: Mapping[str, Mapping[str, int]], prompt: str, n_chars: int,
-             rng: np.random.Generator, order: int | None = None) -> str:
+             rng: np.random.Generator, context_length: int | None = None) -> str:
     """Continue ``prompt`` by ``n_chars`` characters sampled from a next-character ``table``.
 
-    At each step the context is the last ``order`` characters of the text so far (``order`` is read
+    At each step the context is the last ``context_length`` characters of the text so far (read
     from the table's keys when not given). Generation stops early if a context was never seen.
     Returns the prompt followed by the new characters.
     """
     _check_text(prompt, "prompt")
-    if order is None:
-        order = len(next(iter(table)))
-    if len(prompt) < order:
-        raise ValueError(f"prompt must have at least {order} characters for a model of order "
-                         f"{order}, got {len(prompt)}: {prompt!r}")
+    k = len(next(iter(table))) if context_length is None else context_length
+    if len(prompt) < k:
+        raise ValueError(f"prompt must have at least {k} characters for a model with context "
+                         f"length {k}, got {len(prompt)}: {prompt!r}")
     out = prompt
     for _ in range(n_chars):
-        counts = table.get(out[len(out) - order :])
+        counts = table.get(out[len(out) - k :])
         if not counts:
             break
         out += sample_next_char(to_probabilities(counts), rng)

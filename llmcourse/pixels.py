@@ -3,7 +3,7 @@
 Introduced in Chapter 1 (``chapters/01_pixel_network.ipynb``).
 
 The task is tiny on purpose. A display has 9 pixels, each +1 (white, lit) or -1 (black, dark),
-and shows one of four symbols: a vertical bar, a horizontal bar, a cross and a ring. The network
+and shows one of four symbols: a vertical bar, a horizontal bar, a diagonal cross (an X) and a ring. The network
 reads the 9 numbers and answers with 4 probabilities, one per symbol.
 
 The network, in the order the numbers flow (``n`` displays at once, one per row)::
@@ -54,7 +54,7 @@ N_PIXELS = 9
 N_SYMBOLS = 4
 
 #: The four symbols, in the order of the network's outputs.
-SYMBOL_NAMES: tuple[str, ...] = ("vertical bar", "horizontal bar", "cross", "ring")
+SYMBOL_NAMES: tuple[str, ...] = ("vertical bar", "horizontal bar", "diagonal cross", "ring")
 
 _DRAWINGS = {
     "vertical bar": (".#.",
@@ -63,9 +63,9 @@ _DRAWINGS = {
     "horizontal bar": ("...",
                        "###",
                        "..."),
-    "cross": ("#.#",
-              ".#.",
-              "#.#"),
+    "diagonal cross": ("#.#",
+                       ".#.",
+                       "#.#"),
     "ring": ("###",
              "#.#",
              "###"),

@@ -219,6 +219,61 @@ def plot_display_probabilities(displays, probs, names, titles=None):
     return fig
 
 
+def plot_computation_graph(nodes, edges, ax=None, title: str | None = None):
+    """Draw a small computation graph: one box per value, an arrow from each input to its use.
+
+    ``nodes`` maps a name to ``(x, y, formula, value, grad)``: where to put the box, how the value
+    is computed (``"z = a1 + a2 + b"``, or just the name for an input), its value from the forward
+    pass and its gradient ``dL/d(name)`` from the backward pass (``None`` to leave it out).
+    ``edges`` lists ``(input, output)`` name pairs. Values are written in dark grey and gradients in
+    the palette's vermilion, so the forward pass reads left to right and the backward pass right
+    to left. Chapter 1 draws one neuron with it.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    for name, node in nodes.items():
+        if len(node) != 5:
+            raise ValueError(f"node {name!r} must be (x, y, formula, value, grad), got {node!r}")
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            missing = a if a not in nodes else b
+            raise ValueError(f"edge ({a!r}, {b!r}) names a node that is not in nodes: {missing!r}")
+    if ax is None:
+        xs = [n[0] for n in nodes.values()]
+        ys = [n[1] for n in nodes.values()]
+        fig, ax = plt.subplots(figsize=(1.3 * (max(xs) - min(xs) + 1.4),
+                                        1.0 * (max(ys) - min(ys) + 1.2)))
+    else:
+        fig = ax.figure
+    width, height = 1.2, 0.62
+    for a, b in edges:
+        (xa, ya), (xb, yb) = nodes[a][:2], nodes[b][:2]
+        ax.add_patch(FancyArrowPatch((xa + width / 2, ya), (xb - width / 2, yb),
+                                     arrowstyle="-|>", mutation_scale=11, color="#777777",
+                                     shrinkA=1, shrinkB=1, zorder=1))
+    for name, (x, y, formula, value, grad) in nodes.items():
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                    boxstyle="round,pad=0.02,rounding_size=0.08",
+                                    facecolor="#ffffff", edgecolor=PALETTE[0], linewidth=1.2,
+                                    zorder=2))
+        lines = [(formula, "#222222", "bold"), (f"value {value:.3f}", "#444444", "normal")]
+        if grad is not None:
+            lines.append((f"grad {grad:.3f}", PALETTE[3], "normal"))
+        top = y + 0.17 * (len(lines) - 1) / 2
+        for k, (text, colour, weight) in enumerate(lines):
+            ax.text(x, top - 0.17 * k, text, ha="center", va="center", fontsize=8.5,
+                    color=colour, fontweight=weight, zorder=3)
+    xs = [n[0] for n in nodes.values()]
+    ys = [n[1] for n in nodes.values()]
+    ax.set(xlim=(min(xs) - 0.7, max(xs) + 0.7), ylim=(min(ys) - 0.5, max(ys) + 0.5))
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def show_compact(fig=None) -> None:
     """Show a figure in a notebook as PNG or SVG, whichever file is smaller.
 

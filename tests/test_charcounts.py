@@ -29,11 +29,11 @@ def test_counts_overlap_and_unicode():
     assert next_char_counts("日本語の日本", "日本") == {"語": 1}
 
 
-@pytest.mark.parametrize("order", [0, 1, 2, 3])
-def test_table_agrees_with_counts(order):
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_table_agrees_with_counts(k):
     text = "the cat sat on the mat; the end.\nthe"
-    table = next_char_table(text, order)
-    contexts = {text[i : i + order] for i in range(len(text) - order)}
+    table = next_char_table(text, k)
+    contexts = {text[i : i + k] for i in range(len(text) - k)}
     assert set(table) == contexts
     for context in contexts:
         assert table[context] == next_char_counts(text, context)
@@ -79,8 +79,11 @@ def test_generate_only_uses_seen_transitions():
         assert out[i + 2] in table[out[i : i + 2]]
     # Stops early at a context that was never followed by anything ("bd" ends the text).
     assert generate(table, "bd", 5, np.random.default_rng(0)) == "bd"
-    with pytest.raises(ValueError, match="at least 2 characters"):
+    with pytest.raises(ValueError, match="at least 2 characters for a model with context length 2"):
         generate(table, "a", 5, np.random.default_rng(0))
+    # an explicit context length reads the same table the same way
+    assert (generate(table, "ab", 10, np.random.default_rng(4), context_length=2)
+            == generate(table, "ab", 10, np.random.default_rng(4)))
 
 
 def test_generate_is_deterministic():
@@ -93,7 +96,7 @@ def test_generate_is_deterministic():
 def test_bad_input():
     with pytest.raises(TypeError, match="text must be a str, got list"):
         next_char_counts(["a", "b"], "a")
-    with pytest.raises(ValueError, match="order must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="context_length must be an int >= 0, got -1"):
         next_char_table("abc", -1)
 
 

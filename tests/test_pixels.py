@@ -341,7 +341,7 @@ def test_widget_presets_and_starting_display(trained):
     grid = pixel_grid_widget(net, display=SYMBOLS[3])
     assert np.array_equal(grid.display, SYMBOLS[3])
     assert int(np.argmax(grid.probabilities)) == 3
-    grid.presets["cross"].click()
+    grid.presets["diagonal cross"].click()
     assert np.array_equal(grid.display, SYMBOLS[2])
     assert int(np.argmax(grid.probabilities)) == 2
     grid.presets["clear"].click()
@@ -374,7 +374,7 @@ def test_figures_draw_what_they_should(trained):
     net = trained[0]
     fig = plot_displays(SYMBOLS, titles=list(SYMBOL_NAMES))
     shown = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(shown) == 4 and shown[2].get_title() == "cross"
+    assert len(shown) == 4 and shown[2].get_title() == "diagonal cross"
     assert np.array_equal(shown[0].images[0].get_array(), SYMBOLS[0].reshape(3, 3))
 
     fig = plot_network(net, output_labels=list(SYMBOL_NAMES))
@@ -390,4 +390,23 @@ def test_figures_draw_what_they_should(trained):
     assert len(fig.axes) == 8
     bars = [p.get_width() for p in fig.axes[4 + 1].patches]   # bar axes come after displays
     assert bars == pytest.approx(list(probs[1]))
+    plt.close("all")
+
+
+def test_computation_graph_figure_shows_values_gradients_and_edges():
+    import matplotlib.pyplot as plt
+
+    from llmcourse.plots import plot_computation_graph
+
+    nodes = {"w": (0, 0, "w", 0.5, -2.0), "x": (0, 1, "x", 2.0, None),
+             "a": (1.5, 0.5, "a = w·x", 1.0, 1.0)}
+    fig = plot_computation_graph(nodes, [("w", "a"), ("x", "a")], title="tiny")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "a = w·x" in texts and "value 0.500" in texts and "grad -2.000" in texts
+    assert sum(t.startswith("grad") for t in texts) == 2       # x has no gradient shown
+    assert len(fig.axes[0].patches) == 3 + 2                    # three boxes, two arrows
+    with pytest.raises(ValueError, match="not in nodes: 'y'"):
+        plot_computation_graph(nodes, [("y", "a")])
+    with pytest.raises(ValueError, match=r"\(x, y, formula, value, grad\)"):
+        plot_computation_graph({"w": (0, 0, "w", 0.5)}, [])
     plt.close("all")
