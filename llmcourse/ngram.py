@@ -235,6 +235,12 @@ class _NGramCounts:
         self._check_fitted()
         return len(self._ctx_keys[self.n - 1])
 
+    def context_counts(self) -> np.ndarray:
+        """How often each distinct window of ``n - 1`` tokens occurred in training (one count per
+        window, in no particular order; their sum is the number of positions counted)."""
+        self._check_fitted()
+        return self._ctx_totals[self.n - 1].copy()
+
     # ---- finding windows in new text ------------------------------------------------------
 
     def _lookup(self, tokens: np.ndarray, positions: np.ndarray):

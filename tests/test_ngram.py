@@ -136,6 +136,21 @@ def test_bigram_by_hand():
     assert m.perplexity([0, 1, 0]) == pytest.approx(2.0)
 
 
+def test_context_counts_count_each_window():
+    # text a b a c a b, n = 3: the windows before positions 2..5 are ab, ba, ac, ca, once each
+    tokens = [0, 1, 0, 2, 0, 1]
+    m = NGramModel(3, vocab_size=3).fit(tokens)
+    assert sorted(m.context_counts().tolist()) == [1, 1, 1, 1]
+    m = NGramModel(2, vocab_size=3).fit(tokens)
+    assert sorted(m.context_counts().tolist()) == [1, 1, 3]   # after a: 3 times, b: once, c: once
+    assert m.context_counts().sum() == len(tokens) - 1
+    rng = np.random.default_rng(0)
+    text = rng.integers(0, 4, 500)
+    m = NGramModel(4, vocab_size=4).fit(text)
+    brute = brute_counts(text.tolist(), 4)
+    assert sorted(m.context_counts().tolist()) == sorted(sum(c.values()) for c in brute.values())
+
+
 def test_unigram_is_token_frequencies():
     m = NGramModel(1, vocab_size=4).fit([0, 0, 1, 3, 0, 1])
     np.testing.assert_allclose(m.next_token_probs([]), [3 / 6, 2 / 6, 0, 1 / 6])
