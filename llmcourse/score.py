@@ -1,0 +1,382 @@
+"""The score cell: the last cell of every exercise grades the notebook as it is open now.
+
+``llmcourse grade PATH`` needs a file. A learner working in the browser has a notebook open, not a
+path, so the last cell of each exercise calls :func:`score_this_notebook`, which finds the open
+notebook, grades a **copy** of it in a temporary folder with the same grader as the command line
+(hidden tests included) and prints the same table:
+
+* **Colab.** The open notebook is not a file on the runtime's disk. Colab's frontend sends it to
+  the kernel on request (``google.colab._message.blocking_request("get_ipynb")``, the request
+  otter-grader uses). The grader needs nbgrader, which Colab lacks; it is installed **without its
+  dependencies**, together with any small library nbgrader imports that is missing, so nothing of
+  Colab's own Jupyter is replaced (see :data:`MAY_INSTALL`).
+* **JupyterLab, Binder, Notebook 7, VS Code.** The kernel knows the notebook's file
+  (``__session__``/``JPY_SESSION_NAME`` in Jupyter Server 2, ``__vsc_ipynb_file__`` in VS Code).
+  In JupyterLab the cell first asks the page to save the notebook, so that unsaved edits are
+  graded too; it then copies the file and grades the copy.
+* **Anywhere else** it prints how to grade from a terminal, never a traceback.
+
+The learner's notebook is never written to. When the grader itself runs the notebook (it sets
+``LLMCOURSE_GRADING`` in its kernel), the cell prints one line and does nothing else, and it has no
+nbgrader metadata, so it is never a graded cell.
+
+``llmcourse exercises generate`` appends :data:`SCORE_CELLS` to every exercise source (replacing an
+older version of them) before it makes the learner versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from .grade import DEFAULT_TIMEOUT, GRADING_ENV, Report
+
+__all__ = ["score_this_notebook", "SCORE_CELLS", "NBGRADER", "MAY_INSTALL", "ensure_score_cells"]
+
+#: The nbgrader the grader is tested with (the same pin as requirements.txt).
+NBGRADER = "nbgrader==0.9.6"
+
+#: What the score cell may install on Colab, by the module the grader failed to import: nbgrader
+#: and the small libraries among its requirements that nbgrader's modules import. Each is installed
+#: only when it is missing and always with ``--no-deps``, so nothing already there is replaced.
+#: Jupyter itself (jupyter_server, nbclient, nbconvert, notebook, ipykernel ...) is never installed:
+#: Colab's runtime depends on its own versions.
+MAY_INSTALL = {
+    "nbgrader": NBGRADER,
+    "rapidfuzz": "rapidfuzz",
+    "dateutil": "python-dateutil",
+    "yaml": "pyyaml",
+    "jinja2": "jinja2",
+    "requests": "requests",
+    "alembic": "alembic",
+    "sqlalchemy": "sqlalchemy",
+    "jsonschema": "jsonschema",
+}
+
+SCORE_INTRO = """\
+## Your score
+
+Run the cell below when you want your score. It grades a copy of this notebook as it is now,
+with the hidden tests, in a fresh kernel, and prints the points of each part; your notebook is not
+changed. It works in Colab (the first time, it installs the grader, without touching Colab's own
+packages), in JupyterLab and on Binder. In a terminal, `llmcourse grade NOTEBOOK.ipynb` gives the
+same table."""
+
+SCORE_CODE = """\
+# Grades a copy of this notebook (hidden tests included) and prints your score per part.
+from llmcourse.score import score_this_notebook
+
+score_this_notebook()"""
+
+#: The two cells every exercise ends with: (cell id, cell type, source). No nbgrader metadata, so
+#: they are neither graded nor locked.
+SCORE_CELLS = (
+    ("your-score", "markdown", SCORE_INTRO),
+    ("score-this-notebook", "code", SCORE_CODE),
+)
+
+_COLAB_TIMEOUT = 60  # seconds to wait for Colab's frontend to send the notebook
+_SAVE_TIMEOUT = 10  # seconds to wait for JupyterLab to save the notebook
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The exercise sources end with the score cells (used by `llmcourse exercises generate`)
+
+
+def _is_score_cell(cell: dict) -> bool:
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else source
+    if cell.get("id") in {cid for cid, _, _ in SCORE_CELLS}:
+        return True
+    if cell.get("cell_type") == "code":
+        return "llmcourse.score" in source
+    return source.lstrip().startswith("## Your score")
+
+
+def ensure_score_cells(path: str | Path) -> bool:
+    """Make the notebook at ``path`` end with :data:`SCORE_CELLS`, exactly once.
+
+    Removes any older score cells (by id, by their heading, or by ``llmcourse.score`` in a code
+    cell) and appends the current ones. Writes the file only when that changes it; returns whether
+    it did.
+    """
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    wanted = []
+    for cell_id, cell_type, source in SCORE_CELLS:
+        make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
+        cell = make(source)
+        cell.id = cell_id
+        wanted.append(cell)
+    kept = [c for c in nb.cells if not _is_score_cell(c)]
+    if len(nb.cells) >= len(wanted) and len(kept) == len(nb.cells) - len(wanted) and all(
+            _same_cell(a, b) for a, b in zip(nb.cells[-len(wanted):], wanted)):
+        return False
+    nb.cells = kept + wanted
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return True
+
+
+def _same_cell(a, b) -> bool:
+    return (a.cell_type == b.cell_type and a.source == b.source and a.get("id") == b.get("id")
+            and dict(a.metadata) == dict(b.metadata)
+            and (a.cell_type != "code" or (a.outputs == [] and a.execution_count is None)))
+
+
+# --------------------------------------------------------------------------------------------
+# Where the open notebook is
+
+
+def _in_colab() -> bool:
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _colab_notebook(timeout: float = _COLAB_TIMEOUT) -> dict | str:
+    """The open notebook as Colab's frontend sends it, or a message saying why there is none."""
+    try:
+        from google.colab import _message  # type: ignore[import-not-found]
+
+        reply = _message.blocking_request("get_ipynb", request="", timeout_sec=timeout)
+    except Exception as e:  # the frontend answered with an error, or the API changed
+        return f"Colab did not send the notebook ({type(e).__name__}: {e})."
+    if reply is None:
+        return f"Colab did not send the notebook within {timeout:g} s."
+    nb = reply.get("ipynb") if isinstance(reply, dict) else None
+    if isinstance(nb, str):
+        try:
+            nb = json.loads(nb)
+        except json.JSONDecodeError:
+            nb = None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return "Colab's answer did not contain a notebook."
+    # Colab may leave out fields that files on disk always have: add them, and drop outputs
+    # (the grader runs every cell again).
+    nb.setdefault("nbformat", 4)
+    nb.setdefault("nbformat_minor", 4)
+    nb.setdefault("metadata", {})
+    for cell in nb["cells"]:
+        cell.setdefault("metadata", {})
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def _notebook_file() -> tuple[Path | None, str]:
+    """The open notebook's file as the kernel knows it, and a note when it is not usable."""
+    names = []
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            names += [shell.user_ns.get("__session__"), shell.user_ns.get("__vsc_ipynb_file__")]
+    except ImportError:
+        pass
+    names.append(os.environ.get("JPY_SESSION_NAME"))
+    names = [n for n in names if isinstance(n, str) and n.endswith(".ipynb")]
+    for name in names:
+        p = Path(name)
+        for candidate in ([p] if p.is_absolute() else [Path.cwd() / p, Path.cwd() / p.name]):
+            if candidate.is_file():
+                return candidate, ""
+    if names:
+        return None, (f"This notebook's file is not at {names[0]} any more (was it renamed or "
+                      f"moved after its kernel started? then restart the kernel).")
+    return None, "This kernel does not know which notebook file it belongs to."
+
+
+def _save_in_jupyterlab(path: Path) -> bool:
+    """Ask the page (JupyterLab, Notebook 7, classic Notebook) to save this notebook; wait for it.
+
+    The request is a JavaScript output that presses this notebook's own Save button. Returns
+    whether the file changed on disk within a few seconds.
+    """
+    try:
+        from IPython.display import Javascript, display
+    except ImportError:
+        return False
+    before = path.stat().st_mtime_ns
+    display(Javascript(
+        "(function () {"
+        " if (typeof Jupyter !== 'undefined' && Jupyter.notebook) {"
+        "  Jupyter.notebook.save_checkpoint(); return; }"
+        " var panel = (typeof element !== 'undefined' && element && element.closest) ?"
+        "  element.closest('.jp-NotebookPanel') : null;"
+        " var root = panel || document;"
+        " var button = root.querySelector('[data-command=\"docmanager:save\"]');"
+        " if (button) { button.click(); }"
+        "})();"))
+    deadline = time.monotonic() + _SAVE_TIMEOUT
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if path.stat().st_mtime_ns != before:
+                time.sleep(0.3)  # let the write finish
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# The grader's own imports
+
+
+def _missing_module() -> str | None:
+    """The first module the grader needs that this Python cannot import (checked in a fresh
+    process, so what this kernel imported before does not matter)."""
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "from llmcourse.grade import missing_module; print(missing_module() or '')"],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else "the grader could not start")
+    return proc.stdout.strip() or None
+
+
+def _install_grader() -> str | None:
+    """Install what the grader imports and this runtime lacks (Colab). Returns None when the
+    grader can run, else a message saying what is missing."""
+    installed: list[str] = []
+    for _ in range(len(MAY_INSTALL) + 1):
+        missing = _missing_module()
+        if missing is None:
+            return None
+        requirement = MAY_INSTALL.get(missing)
+        if requirement is None or requirement in installed:
+            return (f"The grader needs the module {missing}, which this runtime does not have and "
+                    f"which the score cell does not install (it would replace part of the "
+                    f"runtime's Jupyter).")
+        if not installed:
+            _say("Installing the grader (nbgrader, without its dependencies: nothing this runtime "
+                 "already has is replaced) ...")
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                               "--disable-pip-version-check", "--no-deps", requirement],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return f"pip could not install {requirement}: {lines[-1] if lines else 'no message'}"
+        installed.append(requirement)
+        _say(f"  installed {requirement}")
+        importlib.invalidate_caches()
+    return "The grader still cannot start after installing " + ", ".join(installed) + "."
+
+
+# --------------------------------------------------------------------------------------------
+# Grading
+
+
+def _grade_copy(notebook: Path, shown_as: str, *, source: Path | None,
+                timeout: int) -> Report | str:
+    """Run ``llmcourse grade --json`` on a copy of the notebook; the report, or the reason it
+    could not grade."""
+    cmd = [sys.executable, "-m", "llmcourse.grade", str(notebook), "--json",
+           "--timeout", str(timeout)]
+    if source is not None:
+        cmd += ["--source", str(source)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=notebook.parent)
+    if proc.returncode == 2:
+        return proc.stderr.strip().removeprefix("llmcourse grade: ") or "it cannot be graded"
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return f"the grader failed: {lines[-1] if lines else 'no message'}"
+    report = Report.from_json(json.loads(proc.stdout))
+    report.notebook = shown_as
+    return report
+
+
+def _cli_hint(path: Path | None = None) -> str:
+    name = str(path) if path else "exercises/NN_topic.ipynb"
+    return (f"To grade from a terminal instead: save the notebook, then run\n"
+            f"    llmcourse grade {name}\n"
+            f"(in a notebook cell: !llmcourse grade {name}).")
+
+
+def _score(timeout: int) -> Report | str:
+    if _in_colab():
+        nb = _colab_notebook()
+        if isinstance(nb, str):
+            return (f"{nb}\nRun this cell again; if that does not help, download the notebook "
+                    f"(File > Download > Download .ipynb) and grade it with "
+                    f"`llmcourse grade` on your own machine.")
+        problem = _install_grader()
+        if problem:
+            return problem
+        _say("Grading a copy of this notebook in a fresh kernel, with the hidden tests ...")
+        with tempfile.TemporaryDirectory(prefix="llmcourse-score-") as tmp:
+            copy = Path(tmp) / "notebook.ipynb"
+            copy.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+            return _grade_copy(copy, "this notebook (as open in Colab)", source=None,
+                               timeout=timeout)
+
+    path, note = _notebook_file()
+    if path is None:
+        return f"{note}\n{_cli_hint()}"
+    problem = _missing_module()
+    if problem:
+        return (f"The grader needs {problem}, which is not installed in this environment: "
+                f"pip install 'llmcourse[grade]' (or pip install nbgrader), then run this cell "
+                f"again.")
+    saved = _save_in_jupyterlab(path) if (os.environ.get("JPY_SESSION_NAME")) else False
+    mtime = time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
+    if saved:
+        _say(f"Saved {path.name}. Grading a copy of it in a fresh kernel, with the hidden tests ...")
+    else:
+        _say(f"Grading a copy of {path.name} as last saved (at {mtime}; save the notebook first "
+             f"to include later changes) in a fresh kernel, with the hidden tests ...")
+    from .exercises import find_source
+
+    source = find_source(path)
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd().resolve().parent))
+    except ValueError:
+        shown = path.name
+    with tempfile.TemporaryDirectory(prefix="llmcourse-score-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        return _grade_copy(copy, shown, source=source, timeout=timeout)
+
+
+def score_this_notebook(timeout: int = DEFAULT_TIMEOUT) -> None:
+    """Grade the notebook this kernel runs, as it is open now, and print the score per part.
+
+    ``timeout`` is the time each cell may run, in seconds. Nothing is returned and nothing raised:
+    whatever happens, the learner reads a message, not a traceback.
+    """
+    if os.environ.get(GRADING_ENV):
+        _say("(The grader is running this notebook: this cell does nothing here.)")
+        return
+    try:
+        result = _score(timeout)
+    except KeyboardInterrupt:
+        _say("Grading was interrupted.")
+        return
+    except Exception as e:  # anything unforeseen: a message, with the way that always works
+        result = f"The score cell failed ({type(e).__name__}: {e}).\n{_cli_hint()}"
+    if isinstance(result, Report):
+        _say("")
+        _say(result.to_text())
+    else:
+        _say(f"Cannot grade this notebook here. {result}")
+
