@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,9 +55,7 @@ MAY_INSTALL = {
     "yaml": "pyyaml",
     "jinja2": "jinja2",
     "requests": "requests",
-    "alembic": "alembic",
     "sqlalchemy": "sqlalchemy",
-    "jsonschema": "jsonschema",
 }
 
 SCORE_INTRO = """\
@@ -242,45 +241,35 @@ def _save_in_jupyterlab(path: Path) -> bool:
 # The grader's own imports
 
 
-def _missing_module() -> str | None:
-    """The first module the grader needs that this Python cannot import (checked in a fresh
-    process, so what this kernel imported before does not matter)."""
-    proc = subprocess.run(
-        [sys.executable, "-c",
-         "from llmcourse.grade import missing_module; print(missing_module() or '')"],
-        capture_output=True, text=True)
+def _pip_install(requirements: list[str]) -> str | None:
+    """``pip install --no-deps``; None on success, else pip's last line."""
+    _say("Installing the grader: " + ", ".join(requirements) + " (without dependencies: nothing "
+         "this runtime already has is replaced) ...")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", "--no-deps", *requirements],
+                          capture_output=True, text=True)
+    importlib.invalidate_caches()
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        raise RuntimeError(lines[-1] if lines else "the grader could not start")
-    return proc.stdout.strip() or None
-
-
-def _install_grader() -> str | None:
-    """Install what the grader imports and this runtime lacks (Colab). Returns None when the
-    grader can run, else a message saying what is missing."""
-    installed: list[str] = []
-    for _ in range(len(MAY_INSTALL) + 1):
-        missing = _missing_module()
-        if missing is None:
-            return None
-        requirement = MAY_INSTALL.get(missing)
-        if requirement is None or requirement in installed:
-            return (f"The grader needs the module {missing}, which this runtime does not have and "
-                    f"which the score cell does not install (it would replace part of the "
-                    f"runtime's Jupyter).")
-        if not installed:
-            _say("Installing the grader (nbgrader, without its dependencies: nothing this runtime "
-                 "already has is replaced) ...")
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                               "--disable-pip-version-check", "--no-deps", requirement],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout).strip().splitlines()
-            return f"pip could not install {requirement}: {lines[-1] if lines else 'no message'}"
-        installed.append(requirement)
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return f"pip could not install {', '.join(requirements)}: {lines[-1] if lines else '?'}"
+    for requirement in requirements:
         _say(f"  installed {requirement}")
-        importlib.invalidate_caches()
-    return "The grader still cannot start after installing " + ", ".join(installed) + "."
+    return None
+
+
+def _absent(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def _needs(message: str) -> str | None:
+    """The module named by the grader's "needs X, which is not installed" message."""
+    match = re.search(r"the grader needs (\w+), which is not installed", message)
+    return match.group(1) if match else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,24 +309,32 @@ def _score(timeout: int) -> Report | str:
             return (f"{nb}\nRun this cell again; if that does not help, download the notebook "
                     f"(File > Download > Download .ipynb) and grade it with "
                     f"`llmcourse grade` on your own machine.")
-        problem = _install_grader()
-        if problem:
+        # What the grader imports and Colab lacks, installed without dependencies: first what
+        # is visibly missing, then anything the grader still reports missing.
+        missing = [MAY_INSTALL[m] for m in MAY_INSTALL if _absent(m)]
+        if missing and (problem := _pip_install(missing)):
             return problem
         _say("Grading a copy of this notebook in a fresh kernel, with the hidden tests ...")
         with tempfile.TemporaryDirectory(prefix="llmcourse-score-") as tmp:
             copy = Path(tmp) / "notebook.ipynb"
             copy.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-            return _grade_copy(copy, "this notebook (as open in Colab)", source=None,
-                               timeout=timeout)
+            for _ in range(len(MAY_INSTALL)):
+                result = _grade_copy(copy, "this notebook, as open in Colab", source=None,
+                                     timeout=timeout)
+                module = _needs(result) if isinstance(result, str) else None
+                if module is None or MAY_INSTALL.get(module) in (None, *missing):
+                    break
+                missing.append(MAY_INSTALL[module])
+                if problem := _pip_install([MAY_INSTALL[module]]):
+                    return problem
+            if isinstance(result, str) and _needs(result):
+                result += (" The score cell does not install it: it would replace part of this "
+                           "runtime's own Jupyter.")
+            return result
 
     path, note = _notebook_file()
     if path is None:
         return f"{note}\n{_cli_hint()}"
-    problem = _missing_module()
-    if problem:
-        return (f"The grader needs {problem}, which is not installed in this environment: "
-                f"pip install 'llmcourse[grade]' (or pip install nbgrader), then run this cell "
-                f"again.")
     saved = _save_in_jupyterlab(path) if (os.environ.get("JPY_SESSION_NAME")) else False
     mtime = time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
     if saved:
