@@ -398,12 +398,13 @@ def missing_module() -> str | None:
     """The first module the grader needs that cannot be imported here, or None if all can.
 
     The name is the top-level module (``nbgrader``, or one of nbgrader's own imports such as
-    ``rapidfuzz``), which is what has to be installed.
+    ``rapidfuzz``), which is what has to be installed. A module that is there but fails to import
+    (e.g. a version without a name nbgrader imports) raises its ImportError.
     """
     for name in GRADER_IMPORTS:
         try:
             importlib.import_module(name)
-        except ImportError as e:
+        except ModuleNotFoundError as e:
             return (e.name or name).split(".")[0]
     return None
 
@@ -421,7 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", help="the exercise's source notebook (found automatically "
                                          "in a checkout of the course)")
     args = parser.parse_args(argv)
-    missing = missing_module()
+    try:
+        missing = missing_module()
+    except ImportError as e:  # a module is there but not the version the grader expects
+        print(f"llmcourse grade: cannot grade: the grader's modules do not import here: "
+              f"{str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     if missing:
         print(f"llmcourse grade: cannot grade: the grader needs {missing}, which is not installed "
               f"(pip install 'llmcourse[grade]', or pip install nbgrader)", file=sys.stderr)
