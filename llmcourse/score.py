@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from .grade import DEFAULT_TIMEOUT, GRADING_ENV, Report
 
-__all__ = ["score_this_notebook", "SCORE_CELLS", "NBGRADER", "MAY_INSTALL", "ensure_score_cells"]
+__all__ = ["score_this_notebook", "SCORE_CELLS", "NBGRADER", "MAY_INSTALL", "ensure_score_cells",
+           "restore_grading_metadata"]
 
 #: The nbgrader the grader is tested with (the same pin as requirements.txt).
 NBGRADER = "nbgrader==0.9.6"
@@ -81,7 +82,7 @@ SCORE_CELLS = (
 )
 
 _COLAB_TIMEOUT = 60  # seconds to wait for Colab's frontend to send the notebook
-_SAVE_TIMEOUT = 10  # seconds to wait for JupyterLab to save the notebook
+_SAVE_TIMEOUT = 10  # seconds to wait for JupyterLab to save (LLMCOURSE_SAVE_TIMEOUT overrides)
 
 
 def _say(text: str) -> None:
@@ -180,6 +181,65 @@ def _colab_notebook(timeout: float = _COLAB_TIMEOUT) -> dict | str:
     return nb
 
 
+def _text(source) -> str:
+    return "".join(source) if isinstance(source, list) else str(source or "")
+
+
+def _without_hidden_tests(source: str) -> str:
+    lines, inside = [], False
+    for line in source.split("\n"):
+        if "### BEGIN HIDDEN TESTS" in line:
+            inside = True
+        elif "### END HIDDEN TESTS" in line:
+            inside = False
+        elif not inside:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _first_line(source: str) -> str:
+    return next((l.strip() for l in source.splitlines() if l.strip()), "")
+
+
+def restore_grading_metadata(nb: dict) -> bool:
+    """Put back nbgrader's cell metadata if the frontend dropped it (all of it, in every cell).
+
+    Each cell is matched with the exercise's source: a test cell by its text as released (hidden
+    tests removed), a solution cell by its first line (the function's signature). The source with
+    the most matches wins; at least half of its graded cells must match. Returns whether it
+    restored anything. The checksums are not restored: the grader then compares each test cell with
+    the original instead.
+    """
+    import nbformat
+
+    from .exercises import source_notebooks
+
+    cells = nb.get("cells", [])
+    if any((c.get("metadata") or {}).get("nbgrader") for c in cells):
+        return False
+    best: tuple[int, dict[int, dict]] = (0, {})
+    for path in source_notebooks():
+        source = nbformat.read(path, as_version=4)
+        graded = [c for c in source.cells if c.metadata.get("nbgrader")]
+        tests = {_without_hidden_tests(c.source).strip(): c.metadata["nbgrader"]
+                 for c in graded if c.metadata["nbgrader"].get("grade")}
+        solutions = {_first_line(c.source): c.metadata["nbgrader"]
+                     for c in graded if c.metadata["nbgrader"].get("solution")}
+        found: dict[int, dict] = {}
+        for index, cell in enumerate(cells):
+            text = _text(cell.get("source"))
+            meta = tests.get(text.strip()) or (
+                solutions.get(_first_line(text)) if cell.get("cell_type") == "code" else None)
+            if meta is not None and meta not in found.values():
+                found[index] = meta
+        if len(found) > best[0] and 2 * len(found) >= len(graded):
+            best = (len(found), found)
+    for index, meta in best[1].items():
+        restored = {k: v for k, v in meta.items() if k != "checksum"}
+        cells[index].setdefault("metadata", {})["nbgrader"] = restored
+    return bool(best[1])
+
+
 def _notebook_file() -> tuple[Path | None, str]:
     """The open notebook's file as the kernel knows it, and a note when it is not usable."""
     names = []
@@ -225,7 +285,7 @@ def _save_in_jupyterlab(path: Path) -> bool:
         " var button = root.querySelector('[data-command=\"docmanager:save\"]');"
         " if (button) { button.click(); }"
         "})();"))
-    deadline = time.monotonic() + _SAVE_TIMEOUT
+    deadline = time.monotonic() + float(os.environ.get("LLMCOURSE_SAVE_TIMEOUT", _SAVE_TIMEOUT))
     while time.monotonic() < deadline:
         time.sleep(0.2)
         try:
@@ -309,6 +369,9 @@ def _score(timeout: int) -> Report | str:
             return (f"{nb}\nRun this cell again; if that does not help, download the notebook "
                     f"(File > Download > Download .ipynb) and grade it with "
                     f"`llmcourse grade` on your own machine.")
+        if restore_grading_metadata(nb):
+            _say("(Colab had dropped the exercise's cell metadata; it was matched back from the "
+                 "exercise's source.)")
         # What the grader imports and Colab lacks, installed without dependencies: first what
         # is visibly missing, then anything the grader still reports missing.
         missing = [MAY_INSTALL[m] for m in MAY_INSTALL if _absent(m)]

@@ -167,6 +167,8 @@ def colab_runtime(tmp_path_factory, wheels):
                 if isinstance(cell["source"], str):
                     cell["source"] = cell["source"].splitlines(keepends=True)
                 cell["metadata"]["id"] = cell.pop("id", "x")
+                if os.environ.get("COLAB_STAND_IN_DROP_METADATA"):
+                    cell["metadata"].pop("nbgrader", None)
             nb["metadata"]["colab"] = {"provenance": []}
             nb["nbformat_minor"] = 0  # Colab's notebooks are 4.0: ids live in cell metadata
             return {"ipynb": nb}
@@ -225,9 +227,29 @@ def test_score_cell_in_colab_installs_only_what_is_missing_and_prints_the_cli_ta
     assert snapshot(content) == before["content"], "the score cell wrote into the working folder"
     assert snapshot(learner_file.parent) == before["learner"], "the learner's notebook changed"
 
-    # A second run finds the grader installed and installs nothing.
-    again = run_score_cell("colab", content, env)
-    assert "installed" not in again and table(again) == table(printed)
+    # A second run finds the grader installed and installs nothing; and should Colab drop the
+    # cells' nbgrader metadata, the score is the same.
+    again = run_score_cell("colab", content, {**env, "COLAB_STAND_IN_DROP_METADATA": "1"})
+    print(again)
+    assert "installed" not in again and "metadata; it was matched back" in again
+    assert table(again) == table(printed)
+    assert snapshot(learner_file.parent) == before["learner"]
+
+
+def test_dropped_nbgrader_metadata_is_matched_back_from_the_source():
+    from llmcourse.score import restore_grading_metadata
+
+    for learner in sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(learner.read_text(encoding="utf-8"))
+        original = [c["metadata"].pop("nbgrader", None) for c in nb["cells"]]
+        assert restore_grading_metadata(nb) is True
+        for cell, meta in zip(nb["cells"], original):
+            got = cell["metadata"].get("nbgrader")
+            assert got == ({k: v for k, v in meta.items() if k not in ("checksum", "cell_type")}
+                           if meta else None)
+        assert restore_grading_metadata(nb) is False, "metadata present: nothing to do"
+    chapter = json.loads(next((ROOT / "chapters").glob("00_*.ipynb")).read_text())
+    assert restore_grading_metadata(chapter) is False
 
 
 def test_score_cell_in_colab_says_what_happened_when_colab_sends_nothing(
