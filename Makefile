@@ -1,7 +1,8 @@
 # llmcourse: two commands on a fresh machine.
 #   make book   set everything up, then build the website into _build/html
 #   make test   set everything up, then run every test (chapters, exercises, grader, site)
-# Other targets: make lab, make exercises, make strip, make bench, make checkpoint, make clean.
+# Other targets: make lab, make lab-instructor, make exercises, make strip, make bench,
+# make checkpoint, make clean.
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -11,7 +12,7 @@ STAMP   := $(VENV)/.installed
 LLMCOURSE_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export LLMCOURSE_DATA_DIR
 
-.PHONY: setup book test lab exercises strip bench checkpoint ladder browser clean
+.PHONY: setup book test lab lab-instructor exercises strip bench checkpoint ladder browser clean
 
 setup: $(STAMP)
 
@@ -38,7 +39,13 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest
 
+# JupyterLab as learners get it (Binder too, through binder/start): nbgrader's panels are left out
+# by the configuration in binder/learner; each exercise's last cell gives the score.
 lab: setup
+	JUPYTER_CONFIG_PATH="$(CURDIR)/binder/learner$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" $(BIN)/jupyter lab
+
+# JupyterLab with nbgrader's instructor panels (Formgrader, Create Assignment, ...).
+lab-instructor: setup
 	$(BIN)/jupyter lab
 
 # Regenerate the learner versions of the exercises from their sources with nbgrader.

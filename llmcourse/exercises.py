@@ -5,8 +5,9 @@ The exercises follow nbgrader's course layout::
     exercises/source/NN_topic/NN_topic.ipynb   the source: solutions and hidden tests
     exercises/NN_topic.ipynb                   the learner version, generated, never hand-edited
 
-:func:`generate` runs nbgrader's own ``generate_assignment`` on each source in a temporary course
-directory and copies the released notebook to ``exercises/``. ``make exercises`` calls it, and a
+:func:`generate` first makes every source end with the standard score cells (``llmcourse.score``),
+then runs nbgrader's own ``generate_assignment`` on each source in a temporary course directory and
+copies the released notebook to ``exercises/``. ``make exercises`` calls it, and a
 test calls :func:`stale` to fail when a committed learner version differs from what its source
 generates.
 
@@ -106,15 +107,29 @@ def generate_one(source: Path, out_dir: Path) -> Path:
         return target
 
 
-def generate(out_dir: Path | None = None, sources: list[Path] | None = None) -> list[Path]:
-    """Generate every learner version (into ``exercises/`` by default)."""
+def generate(out_dir: Path | None = None, sources: list[Path] | None = None, *,
+             add_score_cells: bool | None = None) -> list[Path]:
+    """Generate every learner version (into ``exercises/`` by default).
+
+    With ``add_score_cells`` (the default when writing into the checkout's ``exercises/``), each
+    source is first made to end with the standard score cells (:func:`llmcourse.score.
+    ensure_score_cells`: added when missing, replaced when outdated, the file left alone when they
+    are already there), so every learner version ends with them too.
+    """
     root = repo_root()
     if out_dir is None:
         if root is None:
             raise RuntimeError("no exercises/source folder next to the llmcourse package; run this "
                                "from a checkout of the course repository")
         out_dir = root / "exercises"
-    return [generate_one(s, out_dir) for s in (sources or source_notebooks())]
+        add_score_cells = True if add_score_cells is None else add_score_cells
+    sources = sources or source_notebooks()
+    if add_score_cells:
+        from .score import ensure_score_cells
+
+        for source in sources:
+            ensure_score_cells(source)
+    return [generate_one(s, out_dir) for s in sources]
 
 
 def stale(exercises_dir: Path | None = None) -> list[str]:

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import subprocess
+import importlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +36,18 @@ from typing import Any
 
 from .exercises import find_source, source_notebooks
 
-__all__ = ["GradeError", "TestResult", "Report", "grade_notebook", "main"]
+__all__ = ["GradeError", "TestResult", "Report", "grade_notebook", "missing_module", "main",
+           "GRADING_ENV"]
 
 DEFAULT_TIMEOUT = 30
+
+#: Set in the environment of the kernel that runs a notebook for grading, so that the notebook's
+#: own score cell (``llmcourse.score``) knows it is being graded and does not grade again.
+GRADING_ENV = "LLMCOURSE_GRADING"
+
+#: What the grader imports besides the standard library and this package.
+GRADER_IMPORTS = ("nbformat", "nbclient", "jupyter_client", "ipykernel", "nbgrader.utils",
+                  "nbgrader.preprocessors")
 
 
 class GradeError(Exception):
@@ -72,6 +83,13 @@ class Report:
             "problems": list(self.problems),
             "seconds": round(self.seconds, 2),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Report":
+        """The report back from :meth:`to_json` (e.g. from ``llmcourse grade --json``)."""
+        return cls(notebook=data["notebook"], exercise=data["exercise"], score=data["score"],
+                   max_score=data["max_score"], tests=[TestResult(**t) for t in data["tests"]],
+                   problems=list(data["problems"]), seconds=data.get("seconds", 0.0))
 
     def to_text(self) -> str:
         width = max([len("part")] + [len(t.id) for t in self.tests])
@@ -279,8 +297,10 @@ def _run(nb, timeout: int, problems: list[str], cwd: str) -> dict[int, str]:
                             record_timing=False)
     unfinished: dict[int, str] = {}
     died = False
-    # the kernel's own log (e.g. its transport warning) is not the learner's output: drop it
-    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):
+    # the kernel's own log (e.g. its transport warning) is not the learner's output: drop it.
+    # GRADING_ENV tells the notebook's score cell that this run is the grading itself.
+    env = {**os.environ, GRADING_ENV: "1"}
+    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL, env=env):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -374,6 +394,21 @@ def grade_notebook(path: str | Path, *, timeout: int = DEFAULT_TIMEOUT,
     )
 
 
+def missing_module() -> str | None:
+    """The first module the grader needs that cannot be imported here, or None if all can.
+
+    The name is the top-level module (``nbgrader``, or one of nbgrader's own imports such as
+    ``rapidfuzz``), which is what has to be installed. A module that is there but fails to import
+    (e.g. a version without a name nbgrader imports) raises its ImportError.
+    """
+    for name in GRADER_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            return (e.name or name).split(".")[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="llmcourse grade",
@@ -388,10 +423,13 @@ def main(argv: list[str] | None = None) -> int:
                                          "in a checkout of the course)")
     args = parser.parse_args(argv)
     try:
-        import nbclient  # noqa: F401
-        import nbgrader  # noqa: F401
-    except ImportError as e:
-        print(f"llmcourse grade: cannot grade: the grader needs {e.name}, which is not installed "
+        missing = missing_module()
+    except ImportError as e:  # a module is there but not the version the grader expects
+        print(f"llmcourse grade: cannot grade: the grader's modules do not import here: "
+              f"{str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if missing:
+        print(f"llmcourse grade: cannot grade: the grader needs {missing}, which is not installed "
               f"(pip install 'llmcourse[grade]', or pip install nbgrader)", file=sys.stderr)
         return 2
     try:

@@ -85,3 +85,37 @@ def test_nbgrader_validate_passes_on_sources_and_fails_on_learner_versions():
                               capture_output=True, text=True, cwd=learner.parent)
         assert "Success! The notebook does not pass any tests." in proc.stdout, (
             proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize("path", EXERCISE_SOURCES + LEARNER_VERSIONS, ids=_name)
+def test_every_exercise_ends_with_the_score_cells(path):
+    """The last cells are exactly llmcourse.score.SCORE_CELLS, ungraded, and appear only there."""
+    from llmcourse.score import SCORE_CELLS
+
+    nb = nbformat.read(path, as_version=4)
+    tail = nb.cells[-len(SCORE_CELLS):]
+    for cell, (cell_id, cell_type, source) in zip(tail, SCORE_CELLS):
+        assert (cell.get("id"), cell.cell_type, cell.source) == (cell_id, cell_type, source), (
+            f"{path.name} must end with the standard score cells (run `llmcourse exercises "
+            f"generate`)")
+        assert "nbgrader" not in cell.metadata, f"{path.name}: the score cell must not be graded"
+    earlier = "".join(c.source for c in nb.cells[:-len(SCORE_CELLS)])
+    assert "llmcourse.score" not in earlier and "## Your score" not in earlier
+
+
+def test_adding_the_score_cells_is_idempotent_and_replaces_old_ones(tmp_path):
+    from llmcourse.score import SCORE_CELLS, ensure_score_cells
+
+    path = tmp_path / EXERCISE_SOURCES[0].name
+    path.write_bytes(EXERCISE_SOURCES[0].read_bytes())
+    assert ensure_score_cells(path) is False, "a committed source already ends with them"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[-1].source = "from llmcourse.score import score_this_notebook\nscore_this_notebook(5)"
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("## Your score\n\nan old copy"))
+    nbformat.write(nb, path)
+    assert ensure_score_cells(path) is True
+    assert path.read_bytes() == EXERCISE_SOURCES[0].read_bytes()
+    nb.cells = nb.cells[:-len(SCORE_CELLS)]
+    nbformat.write(nb, path)
+    assert ensure_score_cells(path) is True
+    assert ensure_score_cells(path) is False
