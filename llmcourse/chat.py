@@ -44,7 +44,7 @@ __all__ = [
     "ROLES", "SYSTEM", "USER", "ASSISTANT", "TOOL", "CALL", "END", "SPECIAL_TOKENS",
     "EXTRA_CHARACTERS", "ConversationError", "check_conversation", "ChatTokenizer", "Turn",
     "parse_tool_call", "safe_calculate", "CalculatorError", "format_number",
-    "generate", "Reply", "generate_reply", "grow_vocabulary", "assistant_loss", "finetune",
+    "Reply", "generate_reply", "grow_vocabulary", "assistant_loss", "finetune",
 ]
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -417,142 +417,77 @@ def _block_size(model: Any) -> int | None:
     return getattr(config, "block_size", None)
 
 
-class _Stepper:
-    """Next-token choices for a growing list of ids: greedy when ``temperature == 0``, else sampled.
-
-    With a model that offers a key/value cache (``model.new_cache()``, Chapter 6/7) only the new
-    tokens are run through the model; when the context would outgrow ``block_size`` the cache is
-    dropped and the last ``block_size`` ids are run afresh. (Chapter 7's ``llmcourse.sampling``
-    does the same for plain text.)
-    """
-
-    def __init__(self, model: Any, temperature: float, generator: Any) -> None:
-        self.model, self.temperature, self.generator = model, temperature, generator
-        self.block = _block_size(model)
-        self.use_cache = hasattr(model, "new_cache") and self.block is not None
-        self.cache = model.new_cache() if self.use_cache else None
-        self.fed = 0  # how many ids the cache holds
-
-    def next(self, ids: list[int]) -> int:
-        import torch
-
-        with torch.no_grad():
-            if self.use_cache and len(ids) <= self.block:
-                new = ids[self.fed:]
-                logits = self.model(torch.tensor([new]), cache=self.cache)[0, -1]
-                self.fed = len(ids)
-            else:
-                context = ids[-self.block:] if self.block else ids
-                logits = self.model(torch.tensor([context]))[0, -1]
-        logits = logits.float()
-        if self.temperature == 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / self.temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
-
-
-def generate(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, *,
-             temperature: float = 0.0, stop_ids: Collection[int] = (),
-             generator: Any = None) -> list[int]:
-    """The ids ``model`` adds after ``prompt_ids``: at most ``max_new_tokens``, stopping after the
-    first id in ``stop_ids`` (which is included). Greedy when ``temperature == 0``, else sampled.
-
-    A minimal loop for this chapter (same arguments as Chapter 7's ``llmcourse.sampling.generate``,
-    which adds top-k and top-p).
-    """
-    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 0):
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    ids = [int(i) for i in prompt_ids]
-    if not ids:
-        raise ValueError("prompt_ids must hold at least one id")
-    stepper = _Stepper(model, temperature, generator)
-    new: list[int] = []
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        while len(new) < max_new_tokens:
-            token = stepper.next(ids)
-            ids.append(token)
-            new.append(token)
-            if token in stop_ids:
-                break
-    finally:
-        model.train(was_training)
-    return new
-
-
 def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[dict], *,
                    max_new_tokens: int = 120, temperature: float = 0.0,
                    tool: Callable[[str], Any] | None = safe_calculate, max_tool_calls: int = 2,
-                   generator: Any = None) -> Reply:
+                   generator: Any = None, use_cache: bool = True) -> Reply:
     """Let ``model`` write the next assistant turn of ``conversation`` (which ends with a user
     message), running ``tool`` on each tool call it makes.
 
-    The loop: render the prompt, which ends with ``<|assistant|>``; add one token at a time until
-    the model writes ``<|end|>``. If the turn holds a tool call (``<|call|>expression``), hand the
-    expression to ``tool`` (by default :func:`safe_calculate`; a refusal is written back as
-    ``error: reason``), append ``<|tool|>result<|end|><|assistant|>`` and let the model continue.
-    At most ``max_new_tokens`` tokens are generated in all. A role token written by the model, or
-    a second tool call in one turn, stops the loop (the reply is then not ``finished``).
+    The loop: render the prompt, which ends with ``<|assistant|>``; let Chapter 7's
+    :func:`llmcourse.sampling.generate` add tokens (greedy when ``temperature == 0``, else
+    sampled) until the model writes ``<|end|>``. If the turn holds a tool call
+    (``<|call|>expression``), hand the expression to ``tool`` (by default :func:`safe_calculate`;
+    a refusal is written back as ``error: reason``), append ``<|tool|>result<|end|><|assistant|>``
+    and let the model continue. At most ``max_new_tokens`` tokens are generated in all. A role
+    token written by the model, or two tool calls in one turn, end the loop (the reply is then not
+    ``finished``).
     """
+    from llmcourse.sampling import generate
+
     if not isinstance(tokenizer, ChatTokenizer):
         raise TypeError(f"tokenizer must be a ChatTokenizer, got {type(tokenizer).__name__}")
-    if not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    how = {"greedy": True} if temperature == 0 else {"temperature": temperature,
+                                                    "generator": generator}
+    stops = {tokenizer.end_id, *tokenizer.role_ids.values()}
     ids = tokenizer.render_prompt(conversation)
     reply = Reply(messages=[], ids=ids, finished=False)
-    turn: list[int] = []  # the current assistant turn's tokens
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    stepper = _Stepper(model, temperature, generator)
-    try:
-        for _ in range(max_new_tokens):
-            token = stepper.next(ids)
-            ids.append(token)
-            if token in tokenizer._role_of:
-                reply.problem = f"the model started a new turn with {tokenizer.decode([token])}"
-                break
-            if token == tokenizer.call_id and tokenizer.call_id in turn:
-                reply.problem = "the model wrote a second tool call in one turn"
-                break
-            if token != tokenizer.end_id:
-                turn.append(token)
-                continue
-            content, expression = parse_tool_call(tokenizer.decode(turn))
-            turn = []
-            if expression is None:  # an ordinary end of the assistant's turn: done
-                reply.messages.append({"role": "assistant", "content": content})
-                reply.finished = True
-                break
-            reply.messages.append({"role": "assistant", "content": content,
-                                   "tool_call": expression})
-            if tool is None or len(reply.tool_calls) >= max_tool_calls:
-                reply.problem = "the model made a tool call that was not run"
-                break
-            try:
-                result = tool(expression)
-                result_text = format_number(result) if isinstance(result, (int, float)) \
-                    else str(result)
-            except CalculatorError as err:
-                result_text = f"error: {err.reason}"
-            reply.tool_calls.append((expression, result_text))
-            reply.messages.append({"role": "tool", "content": result_text})
-            ids += [tokenizer.role_ids["tool"], *tokenizer.encode_ordinary(result_text),
-                    tokenizer.end_id, tokenizer.role_ids["assistant"]]
-        else:
+    budget, turn_start = max_new_tokens, len(ids)
+    while True:
+        new = generate(model, ids, budget, stop_ids=stops, use_cache=use_cache, **how)
+        ids += new
+        budget -= len(new)
+        turn = ids[turn_start:]
+        last = turn[-1] if turn else None
+        if last in tokenizer._role_of:
+            reply.problem = f"the model started a new turn with {tokenizer.decode([last])}"
+            turn = turn[:-1]
+        elif turn.count(tokenizer.call_id) > 1:
+            reply.problem = "the model wrote two tool calls in one turn"
+        elif last != tokenizer.end_id:
             reply.problem = f"no {END} within {max_new_tokens} tokens"
-        if turn and not reply.finished:  # the unfinished turn, kept so it can be shown
-            content, expression = parse_tool_call(tokenizer.decode(
-                [t for t in turn if not tokenizer.is_special(t) or t == tokenizer.call_id]))
-            reply.messages.append({"role": "assistant", "content": content}
-                                  | ({"tool_call": expression} if expression else {}))
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
-    return reply
+        if reply.problem is not None:
+            if turn:  # the unfinished turn, kept so it can be shown
+                body = [t for t in turn if not tokenizer.is_special(t) or t == tokenizer.call_id]
+                content, expression = parse_tool_call(tokenizer.decode(body))
+                reply.messages.append({"role": "assistant", "content": content}
+                                      | ({"tool_call": expression} if expression else {}))
+            return reply
+        content, expression = parse_tool_call(tokenizer.decode(turn))
+        if expression is None:  # an ordinary end of the assistant's turn: done
+            reply.messages.append({"role": "assistant", "content": content})
+            reply.finished = True
+            return reply
+        reply.messages.append({"role": "assistant", "content": content, "tool_call": expression})
+        if tool is None or len(reply.tool_calls) >= max_tool_calls or budget <= 0:
+            reply.problem = "the model made a tool call that was not run"
+            return reply
+        try:
+            result = tool(expression)
+            result_text = format_number(result) if isinstance(result, (int, float)) \
+                else str(result)
+        except CalculatorError as err:
+            result_text = f"error: {err.reason}"
+        reply.tool_calls.append((expression, result_text))
+        reply.messages.append({"role": "tool", "content": result_text})
+        ids += [tokenizer.role_ids["tool"], *tokenizer.encode_ordinary(result_text),
+                tokenizer.end_id, tokenizer.role_ids["assistant"]]
+        turn_start = len(ids)
 
 
 # -- fine-tuning on conversations ------------------------------------------------------------------

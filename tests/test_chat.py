@@ -305,7 +305,9 @@ class ScriptedModel(nn.Module):
         super().__init__()
         self.config = Config(tok.vocab_size, block_size=512)
         self.tok, self.prompt_len, self.script = tok, prompt_len, script
-        self.calls = 0
+
+    def new_cache(self):  # Chapter 7's loop asks for it; these tests run it with use_cache=False
+        raise AssertionError("the scripted model has no cache")
 
     def forward(self, ids):
         # the script is a list of segments; a new segment starts after each tool result
@@ -328,7 +330,7 @@ def test_generate_reply_runs_the_tool(tok):
     script = [[tok.call_id, *tok.encode("12*7"), tok.end_id],
               [*tok.encode("It is 84."), tok.end_id]]
     model = ScriptedModel(tok, len(tok.render_prompt(prompt)), script)
-    reply = generate_reply(model, tok, prompt, max_new_tokens=50)
+    reply = generate_reply(model, tok, prompt, max_new_tokens=50, use_cache=False)
     assert reply.finished and reply.problem is None
     assert reply.messages == CALC[1:]
     assert reply.tool_calls == [("12*7", "84")]
@@ -341,21 +343,21 @@ def test_generate_reply_writes_refusals_back_and_stops(tok):
     script = [[tok.call_id, *tok.encode("x*2"), tok.end_id],
               [*tok.encode("I cannot."), tok.end_id]]
     model = ScriptedModel(tok, len(tok.render_prompt(prompt)), script)
-    reply = generate_reply(model, tok, prompt)
+    reply = generate_reply(model, tok, prompt, use_cache=False)
     assert reply.tool_calls == [("x*2", "error: names (such as variables or functions) are not "
                                          "allowed")]
     assert reply.finished and reply.answer == "I cannot."
     # no end-of-turn within the budget
     looping = ScriptedModel(tok, len(tok.render_prompt(prompt)), [tok.encode("la")])
-    reply = generate_reply(looping, tok, prompt, max_new_tokens=10)
+    reply = generate_reply(looping, tok, prompt, max_new_tokens=10, use_cache=False)
     assert not reply.finished and "within 10 tokens" in reply.problem
     assert reply.answer == "la" + "a" * 8
     # a role token from the model stops the loop
     rogue = ScriptedModel(tok, len(tok.render_prompt(prompt)), [[tok.role_ids["user"]]])
-    reply = generate_reply(rogue, tok, prompt)
+    reply = generate_reply(rogue, tok, prompt, use_cache=False)
     assert not reply.finished and "new turn" in reply.problem
     with pytest.raises(ValueError, match="max_new_tokens"):
-        generate_reply(rogue, tok, prompt, max_new_tokens=0)
+        generate_reply(rogue, tok, prompt, max_new_tokens=0, use_cache=False)
 
 
 # -- vocabulary growth and fine-tuning -------------------------------------------------------------
@@ -471,3 +473,18 @@ def test_grade_answer(shakespeare, tok):
         == (False, False)
     assert grade_answer(sp, Reply([{"role": "assistant", "content": sp.answer}], [], False)) \
         == (False, False)
+
+
+def test_generate_reply_with_chapter_6_gpt_and_cache(tok):
+    """The loop runs a real (tiny, untrained) GPT with and without the key/value cache alike."""
+    from llmcourse.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.base_vocab_size, block_size=64, n_layer=1, n_head=2,
+                          d_model=16, dropout=0.0))
+    grow_vocabulary(model, tok.vocab_size)
+    prompt = [{"role": "user", "content": "What is 2+2?"}]
+    with_cache = generate_reply(model, tok, prompt, max_new_tokens=20)
+    without = generate_reply(model, tok, prompt, max_new_tokens=20, use_cache=False)
+    assert with_cache.ids == without.ids
+    assert len(with_cache.ids) <= len(tok.render_prompt(prompt)) + 20
