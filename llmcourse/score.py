@@ -118,7 +118,10 @@ def ensure_score_cells(path: str | Path) -> bool:
     for cell_id, cell_type, source in SCORE_CELLS:
         make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
         cell = make(source)
-        cell.id = cell_id
+        if nb.nbformat_minor >= 5:
+            cell.id = cell_id
+        else:  # cell ids came with nbformat 4.5
+            del cell["id"]
         wanted.append(cell)
     kept = [c for c in nb.cells if not _is_score_cell(c)]
     if len(nb.cells) >= len(wanted) and len(kept) == len(nb.cells) - len(wanted) and all(
@@ -267,8 +270,9 @@ def _notebook_file() -> tuple[Path | None, str]:
 def _save_in_jupyterlab(path: Path) -> bool:
     """Ask the page (JupyterLab, Notebook 7, classic Notebook) to save this notebook; wait for it.
 
-    The request is a JavaScript output that presses this notebook's own Save button. Returns
-    whether the file changed on disk within a few seconds.
+    The request is a JavaScript output that presses this notebook's own Save button (JupyterLab
+    renders JavaScript outputs of the running session). Returns whether the file changed on disk
+    within a few seconds.
     """
     try:
         from IPython.display import Javascript, display
@@ -276,15 +280,18 @@ def _save_in_jupyterlab(path: Path) -> bool:
         return False
     before = path.stat().st_mtime_ns
     display(Javascript(
-        "(function () {"
+        # run once the output is in the page, so that it finds its own notebook's toolbar
+        "var node = (typeof element !== 'undefined') ? element : null;"
+        "setTimeout(function () {"
         " if (typeof Jupyter !== 'undefined' && Jupyter.notebook) {"
         "  Jupyter.notebook.save_checkpoint(); return; }"
-        " var panel = (typeof element !== 'undefined' && element && element.closest) ?"
-        "  element.closest('.jp-NotebookPanel') : null;"
+        " var panel = (node && node.closest) ? node.closest('.jp-NotebookPanel') : null;"
         " var root = panel || document;"
         " var button = root.querySelector('[data-command=\"docmanager:save\"]');"
-        " if (button) { button.click(); }"
-        "})();"))
+        # JupyterLab's toolbar buttons act on mousedown (or on click, when they take focus)
+        " if (button) { button.dispatchEvent(new MouseEvent('mousedown',"
+        "  {bubbles: true, cancelable: true, button: 0})); button.click(); }"
+        "}, 100);"))
     deadline = time.monotonic() + float(os.environ.get("LLMCOURSE_SAVE_TIMEOUT", _SAVE_TIMEOUT))
     while time.monotonic() < deadline:
         time.sleep(0.2)

@@ -66,7 +66,7 @@ def lab(tmp_path_factory):
          *(["--allow-root"] if os.geteuid() == 0 else [])],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # a busy machine starts JupyterLab slowly
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/status", timeout=5)
