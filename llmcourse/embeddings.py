@@ -361,6 +361,7 @@ class WordVectors:
         try:
             return self.index[word]
         except KeyError:
+            # suggestions from the 50,000 first (for GloVe: most frequent) words, to stay fast
             close = difflib.get_close_matches(word.lower(), self.vocab[:50_000], n=5, cutoff=0.7)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise KeyError(f"{word!r} is not in the vocabulary ({len(self.vocab):,} words)"
@@ -384,6 +385,8 @@ class WordVectors:
         skip = [self.index[w] for w in exclude if w in self.index]
         cos[skip] = -np.inf
         k = min(k, len(self.vocab) - len(set(skip)))
+        if k == 0:
+            return []
         top = np.argpartition(-cos, k - 1)[:k] if k < len(cos) else np.arange(len(cos))
         top = top[np.lexsort((top, -cos[top]))]  # best first; ties by vocabulary order
         return [(self.vocab[i], float(cos[i])) for i in top[:k]]

@@ -222,6 +222,7 @@ def test_most_similar_excludes_the_word(small_vectors):
     assert sims == sorted(sims, reverse=True)
     assert np.isclose(sims[0], small_vectors.similarity("king", "kings"), atol=1e-6)
     assert len(small_vectors.most_similar("king", k=50)) == 5
+    assert WordVectors(["alone"], np.ones((1, 2))).most_similar("alone") == []
 
 
 def test_analogy_excludes_the_query_words(small_vectors):
