@@ -53,6 +53,7 @@ strip: setup
 bench: setup
 	$(BIN)/python benchmarks/bpe.py
 	$(BIN)/python benchmarks/torch_threads.py
+	$(BIN)/python benchmarks/train_gpt.py
 
 # Chapter 6's shipped model: about an hour on 2 CPU cores, from a fixed seed. The best checkpoint
 # (by held-out loss) is copied into the package; the resume state stays in _build/checkpoint.
