@@ -64,6 +64,7 @@ bench: setup
 	@$(BIN)/python -c "import gensim" 2>/dev/null && $(BIN)/python benchmarks/embeddings.py \
 	  || echo "benchmarks/embeddings.py compares with gensim, which is not installed: $(BIN)/pip install gensim"
 	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/train_gpt.py
 
 # Chapter 6's shipped model: about an hour on 2 CPU cores, from a fixed seed. The best checkpoint
 # (by held-out loss) is copied into the package; the resume state stays in _build/checkpoint.

@@ -392,7 +392,7 @@ def count_parameters(model: GPT) -> dict[str, int]:
     return counts
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
              seed: int | None = None) -> list[int]:
     """Sample ``max_new_tokens`` ids after ``prompt`` (plain sampling at ``temperature``).
@@ -412,8 +412,11 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
     block = model.config.block_size
     keep = max(1, block * 3 // 4)
     was_training = model.training
+    threads = torch.get_num_threads()
     model.eval()
     try:
+        if model.device.type == "cpu":      # one token's work is too small to split: 1 thread
+            torch.set_num_threads(1)        # is faster (restored below)
         cache = model.new_cache()
         logits = model(torch.tensor([ids[-block:]], device=model.device), cache=cache)
         new: list[int] = []
@@ -429,6 +432,7 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
                 logits = model(torch.tensor([[token]], device=model.device), cache=cache)
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads)
     return new
 
 
