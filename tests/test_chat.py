@@ -16,7 +16,7 @@ from torch import nn
 from llmcourse.bpe import train_bpe
 from llmcourse.calculator import (MAX_DEPTH, MAX_EXPRESSION_LENGTH, CalculatorError,
                                   format_number, safe_calculate)
-from llmcourse.chat import (ASSISTANT, CALL, END, SPECIAL_TOKENS, USER, ChatTokenizer,
+from llmcourse.chat import (ASSISTANT, CALL, END, SPECIAL_TOKENS, ChatTokenizer,
                             ConversationError, Turn, assistant_loss, check_conversation,
                             finetune, generate_reply, grow_vocabulary, parse_tool_call)
 from llmcourse.chat_data import (KINDS, SPEAKERS, Example, check_examples, grade_answer,
