@@ -6,6 +6,7 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.plots`   -- the course figure style and plotting helpers (all chapters)
 * :mod:`llmcourse.checks`  -- self-checks used by the exercise notebooks (all exercises)
 * :mod:`llmcourse.grade`   -- the autograder behind ``llmcourse grade`` (all exercises)
+* :mod:`llmcourse.score`   -- the exercises' last cell: grades the open notebook (Colab, JupyterLab)
 * :mod:`llmcourse.exercises` -- where exercises live; learner versions made with nbgrader
 * :mod:`llmcourse.charcounts` -- next-character counts, the first language model (Ch. 0)
 * :mod:`llmcourse.pixels`  -- the 3x3 pixel-display network, with hand-written backprop (Ch. 1)

@@ -120,7 +120,7 @@ def _wait_for(driver, script: str, what: str, timeout: float = 300, every: float
         time.sleep(every)
 
 
-UNSAVED = "\n# typed in the page, not saved yet"
+UNSAVED = "# typed in the page, not saved yet"
 PANEL = "const w = window.jupyterapp && jupyterapp.shell.currentWidget;"
 
 
@@ -150,7 +150,7 @@ def test_last_cell_grades_the_open_notebook_in_jupyterlab(lab, chromium):
         const cell = w.content.widgets.find(
             c => (c.model.getMetadata('nbgrader') || {}).grade_id === 'most_likely_next');
         cell.model.sharedModel.setSource(arguments[0]);
-        return w.context.model.dirty;""", part3.source + UNSAVED)
+        return w.context.model.dirty;""", part3.source + "\n" + UNSAVED)
     assert changed, "the edit should leave the notebook unsaved"
     assert UNSAVED not in path.read_text(), "the file on disk does not have it yet"
 
