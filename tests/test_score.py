@@ -222,7 +222,7 @@ def test_score_cell_in_colab_installs_only_what_is_missing_and_prints_the_cli_ta
     rows = {l.split()[0]: l for l in table(printed)[1:-1] if l.strip()}
     assert rows["test_next_char_counts"].split()[1:4] == ["3", "/", "3"]
     assert "FAIL" in rows["test_to_probabilities"]
-    assert "not done yet" in rows["test_next_char_table"]
+    assert "not done yet" in rows["test_longest_copied"]
 
     assert snapshot(content) == before["content"], "the score cell wrote into the working folder"
     assert snapshot(learner_file.parent) == before["learner"], "the learner's notebook changed"

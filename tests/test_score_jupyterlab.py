@@ -179,5 +179,5 @@ def test_last_cell_grades_the_open_notebook_in_jupyterlab(lab, chromium):
     assert rows["test_next_char_counts"].split()[1:4] == ["3", "/", "3"]
     assert "FAIL" in rows["test_to_probabilities"]
     assert rows["test_most_likely_next"].split()[1:4] == ["2", "/", "2"], "the unsaved answer"
-    assert "not done yet" in rows["test_next_char_table"]
+    assert "not done yet" in rows["test_longest_copied"]
     assert table(text) == table(cli_report(path))
