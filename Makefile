@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 LLMCOURSE_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export LLMCOURSE_DATA_DIR
 
-.PHONY: setup book test lab lab-instructor exercises strip bench checkpoint ladder browser clean
+.PHONY: setup book test lab lab-instructor exercises strip bench checkpoint ladder browser node clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-book: setup
+book: setup node
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
@@ -36,7 +36,18 @@ browser:
 	    || echo "Could not install Chromium; the browser tests will be skipped"; \
 	else echo "Chromium is not installed (apt-get install chromium chromium-driver); browser tests will be skipped"; fi
 
-test: setup browser
+# Node.js and npm for the Playground page: the book build runs `npm ci` (package-lock.json) for
+# onnxruntime-web. Installed where we can (root with apt-get); without them the page still builds
+# and says the model could not be loaded.
+node:
+	@if command -v npm >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Node.js and npm for the Playground page (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
+	    || echo "Could not install npm; the Playground page will not run the model"; \
+	else echo "npm is not installed (apt-get install nodejs npm); the Playground page will not run the model"; fi
+
+test: setup browser node
 	$(BIN)/python -m pytest
 
 # JupyterLab as learners get it (Binder too, through binder/start): nbgrader's panels are left out
@@ -80,4 +91,4 @@ ladder: setup
 	$(BIN)/python -m llmcourse.ladder --seconds 60 --threads 2
 
 clean:
-	rm -rf _build
+	rm -rf _build node_modules

@@ -9,6 +9,11 @@
 * Drops repeated inline scripts: sphinx-thebe and sphinx-togglebutton register theirs on each
   read, and Sphinx can only de-duplicate scripts with a file name, so a page got two copies of
   ``const THEBE_JS_URL = ...``, a console error ("already been declared") on every page.
+* Puts the Playground's files into ``_static/playground/``: the shipped model exported to ONNX
+  (``llmcourse.export_onnx``, redone only when the checkpoint or the exporter changed) and the
+  few files of onnxruntime-web the page loads (from ``node_modules``, installed by ``npm ci``
+  from the committed ``package.json`` and lockfile when missing). If npm or the exporter is not
+  available, the book still builds; the page then says the model could not be loaded.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -20,6 +25,8 @@ import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from docutils import nodes
@@ -115,7 +122,71 @@ def dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = unique
 
 
+# onnxruntime-web's WebAssembly build: the script, the module it imports and the binary it loads
+ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _npm_files(log) -> Path | None:
+    dist = ROOT / "node_modules" / "onnxruntime-web" / "dist"
+    if not all((dist / f).is_file() for f in ORT_FILES):
+        npm = shutil.which("npm")
+        if npm is None:
+            log.info("[playground] npm is not installed: the Playground page will say the model "
+                     "cannot be loaded (make book installs nodejs and npm)")
+            return None
+        proc = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                              cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            log.info(f"[playground] npm ci failed: {proc.stderr[-500:]}")
+            return None
+    return dist if all((dist / f).is_file() for f in ORT_FILES) else None
+
+
+def _exported_model(log) -> Path | None:
+    """The ONNX export, cached in _build/onnx and redone when its inputs change."""
+    from hashlib import sha256
+
+    cache = ROOT / "_build" / "onnx"
+    key_parts = [ROOT / "llmcourse" / "export_onnx.py", ROOT / "llmcourse" / "gpt.py",
+                 ROOT / "llmcourse" / "attention.py",
+                 ROOT / "llmcourse" / "checkpoints" / "shakespeare_char.safetensors"]
+    key = sha256(b"".join(p.read_bytes() for p in key_parts if p.is_file())).hexdigest()
+    stamp = cache / "key.txt"
+    if stamp.is_file() and stamp.read_text() == key and (cache / "model.onnx").is_file():
+        return cache
+    proc = subprocess.run([sys.executable, "-m", "llmcourse.export_onnx", str(cache)], cwd=ROOT,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep
+                               + os.environ.get("PYTHONPATH", "")})
+    if proc.returncode != 0:
+        log.info(f"[playground] the ONNX export failed: {proc.stderr[-800:]}")
+        return None
+    stamp.write_text(key)
+    return cache
+
+
+def copy_playground(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    from sphinx.util import logging
+
+    log = logging.getLogger(__name__)
+    target = Path(app.outdir) / "_static" / "playground"
+    target.mkdir(parents=True, exist_ok=True)
+    dist = _npm_files(log)
+    model = _exported_model(log)
+    if dist is None or model is None:
+        return
+    for f in ORT_FILES:
+        shutil.copy2(dist / f, target / f)
+    for f in ["model.onnx", "vocab.json", "meta.json"]:
+        shutil.copy2(model / f, target / f)
+    log.info(f"[playground] model and onnxruntime-web copied to {target}")
+
+
 def setup(app):
+    app.connect("build-finished", copy_playground)
     app.connect("html-page-context", dedupe_scripts)
     app.connect("config-inited", use_local_mathjax)
     app.connect("build-finished", copy_mathjax)

@@ -114,7 +114,7 @@ def _site_summary(tr):
     if not report:
         return
     pages = {k: v for k, v in report.items() if not k.startswith("_")}
-    if not pages:
+    if not pages and "_playground" not in report:
         return
     tr.section("website: load time and weight per page")
     for name, info in sorted(pages.items()):
@@ -125,4 +125,10 @@ def _site_summary(tr):
         tr.write_line(f"  slowest page to load: {max(timed)[1]} ({max(timed)[0]} ms)")
     if weighed:
         tr.write_line(f"  heaviest page: {max(weighed)[1]} ({max(weighed)[0]} KB)")
+    play = report.get("_playground", {})
+    if "first_token_ms" in play:
+        tr.write_line(f"  playground (model in the browser): {play.get('weight_kb')} KB with the "
+                      f"model, model loaded in {play.get('model_load_ms')} ms, first token after "
+                      f"{play['first_token_ms']} ms, "
+                      f"{play['tokens_per_s']} tokens/s (uncached, whole window per token)")
     tr.write_line(f"  screenshots: {ROOT / '_build' / 'screenshots'}")
