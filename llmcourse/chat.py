@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable, Literal, Sequence
+from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
 
 from llmcourse.calculator import CalculatorError, format_number, safe_calculate
 
@@ -491,13 +491,16 @@ def generate_reply(model: Any, tokenizer: ChatTokenizer, conversation: Sequence[
 
 
 # -- fine-tuning on conversations ------------------------------------------------------------------
-def grow_vocabulary(model: Any, vocab_size: int, *, seed: int = 0) -> Any:
+def grow_vocabulary(model: Any, vocab_size: int, *, copy_rows: Mapping[int, int] | None = None,
+                    seed: int = 0) -> Any:
     """Give ``model`` rows for token ids it has never seen, keeping every trained row.
 
     The token embedding (and the output layer, tied to it or not) grow from ``config.vocab_size``
     to ``vocab_size`` rows. A new row starts as the mean of the trained rows plus a little noise,
-    so new tokens start out as an "average token" rather than as something extreme. Returns the
-    model (changed in place).
+    so new tokens start out as an "average token" rather than as something extreme. ``copy_rows``
+    maps some new ids to old ids whose rows they start as (embedding, output row and bias): new
+    tokens that must be told apart from the first step (the digits, say) can start as distinct
+    old tokens instead of as near-identical averages. Returns the model (changed in place).
     """
     import torch
     from torch import nn
@@ -505,6 +508,14 @@ def grow_vocabulary(model: Any, vocab_size: int, *, seed: int = 0) -> Any:
     old = int(model.config.vocab_size)
     if not isinstance(vocab_size, int) or vocab_size < old:
         raise ValueError(f"vocab_size must be an int >= the model's {old}, got {vocab_size!r}")
+    copy_rows = dict(copy_rows or {})
+    for new_id, old_id in copy_rows.items():
+        if not (isinstance(new_id, int) and old <= new_id < vocab_size):
+            raise ValueError(f"copy_rows keys must be new ids, from {old} to {vocab_size - 1}; "
+                             f"got {new_id!r}")
+        if not (isinstance(old_id, int) and 0 <= old_id < old):
+            raise ValueError(f"copy_rows values must be trained ids, from 0 to {old - 1}; "
+                             f"got {old_id!r} (for new id {new_id})")
     if vocab_size == old:
         return model
     embeddings = [(n, m) for n, m in model.named_modules()
@@ -524,6 +535,8 @@ def grow_vocabulary(model: Any, vocab_size: int, *, seed: int = 0) -> Any:
         w = weight.detach()
         extra = w.mean(0, keepdim=True) + 0.1 * w.std() * torch.randn(
             vocab_size - old, w.shape[1], generator=g, dtype=w.dtype)
+        for new_id, old_id in copy_rows.items():
+            extra[new_id - old] = w[old_id]
         return torch.cat([w, extra.to(w.dtype)])
 
     new_emb = nn.Embedding(vocab_size, emb.embedding_dim)
@@ -535,7 +548,10 @@ def grow_vocabulary(model: Any, vocab_size: int, *, seed: int = 0) -> Any:
         new_head.weight = nn.Parameter(grown(head.weight))
     if head.bias is not None:
         b = head.bias.detach()
-        new_head.bias = nn.Parameter(torch.cat([b, b.mean().expand(vocab_size - old)]))
+        extra_b = b.mean().expand(vocab_size - old).clone()
+        for new_id, old_id in copy_rows.items():
+            extra_b[new_id - old] = b[old_id]
+        new_head.bias = nn.Parameter(torch.cat([b, extra_b]))
     for name, module in [(emb_name, new_emb), (head_name, new_head)]:
         parent_name, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)

@@ -11,7 +11,8 @@ generated, deterministically from the corpus and a seed, so every answer can be 
   shows an assistant that answers in the right *form* with the wrong *facts*.
 * ``arithmetic`` -- "What is 12*7?" answered with a tool call to the calculator, then, after the
   tool's result, ``It is 84.`` The model has to learn when to call and how to copy; the calculator
-  does the arithmetic.
+  does the arithmetic. There are more of these than of the others: copying numbers is a skill,
+  and from a few dozen expressions a small model memorises them instead of learning to copy.
 
 The held-out split never shares a speech (for the Shakespeare kinds) or an expression (for the
 arithmetic) with the training split. :func:`check_examples` checks every answer against the corpus
@@ -88,7 +89,7 @@ def _expression(rng: random.Random) -> str:
 
 
 def make_conversations(text: str, *, seed: int = 0, n_speaker: int = 160,
-                       n_next_line: int = 80, n_arithmetic: int = 160,
+                       n_next_line: int = 80, n_arithmetic: int = 480,
                        held_out: float = 0.2) -> tuple[list[Example], list[Example]]:
     """The training and held-out conversations, made from ``text`` (Tiny Shakespeare).
 

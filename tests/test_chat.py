@@ -394,6 +394,23 @@ def test_grow_vocabulary_keeps_old_rows(tok):
         grow_vocabulary(model, 10)
 
 
+def test_grow_vocabulary_copy_rows_start_new_tokens_as_old_ones(tok):
+    torch.manual_seed(0)
+    model = TinyLM(tok.base_vocab_size)
+    old_emb, old_head = model.tok_emb.weight.detach().clone(), model.head.weight.detach().clone()
+    seven, z = tok.extra_characters["7"], tok.encode("z")[0]
+    grow_vocabulary(model, tok.vocab_size, copy_rows={seven: z})
+    assert torch.equal(model.tok_emb.weight[seven], old_emb[z])
+    assert torch.equal(model.head.weight[seven], old_head[z])
+    assert torch.equal(model.tok_emb.weight[:65], old_emb)
+    others = [i for i in range(65, tok.vocab_size) if i != seven]
+    assert not any(torch.equal(model.tok_emb.weight[i], old_emb[z]) for i in others)
+    for bad, what in [({3: z}, "new ids"), ({seven: 90}, "trained ids"), ({"7": z}, "new ids")]:
+        fresh = TinyLM(tok.base_vocab_size)
+        with pytest.raises(ValueError, match=what):
+            grow_vocabulary(fresh, tok.vocab_size, copy_rows=bad)
+
+
 def test_finetune_lowers_the_assistant_loss(tok, shakespeare):
     torch.manual_seed(0)
     train, held_out = make_conversations(shakespeare, n_speaker=8, n_next_line=4,
@@ -435,8 +452,8 @@ def test_data_set_is_deterministic_checked_and_split(shakespeare, tok):
     again = make_conversations(shakespeare)
     assert (train, held_out) == again
     assert make_conversations(shakespeare, seed=1)[0] != train
-    assert check_examples(train, shakespeare) == len(train) == 320
-    assert check_examples(held_out, shakespeare) == len(held_out) == 80
+    assert check_examples(train, shakespeare) == len(train) == 576
+    assert check_examples(held_out, shakespeare) == len(held_out) == 144
     assert {e.kind for e in train} == set(KINDS)
     assert {e.question for e in train}.isdisjoint(e.question for e in held_out)
     speakers = [e.answer for e in held_out if e.kind == "speaker"]
