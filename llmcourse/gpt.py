@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from llmcourse.attention import CausalSelfAttention, LayerKVCache
+from llmcourse.ngram import CharVocab
 
 __all__ = [
     "GPTConfig", "CharTokenizer", "MLP", "Block", "GPT", "KVCache", "cross_entropy_loss",
@@ -101,11 +102,14 @@ class GPTConfig:
 # --------------------------------------------------------------------------------------------
 
 
-class CharTokenizer:
+class CharTokenizer(CharVocab):
     """Characters <-> ids; the id of a character is its index in ``vocab``.
 
-    Tokens added later (Chapter 8's chat markers) are appended at the end, so the ids of the
-    characters never change. ``vocab`` entries are strings (a character, or a special token).
+    Chapter 2's :class:`llmcourse.ngram.CharVocab` (same constructor, ``from_text`` and checks),
+    with the interface the later chapters use: ``vocab`` and ``vocab_size``, ``encode`` returning
+    a list, ``decode`` accepting a tensor, and a JSON form for checkpoints. Tokens added later
+    (Chapter 8's chat markers) are appended at the end, so the ids of the characters never
+    change; ``vocab`` entries are therefore strings (a character, or a special token).
 
     >>> tok = CharTokenizer.from_text("hello")
     >>> tok.encode("hole")
@@ -114,67 +118,28 @@ class CharTokenizer:
     'hello'
     """
 
-    def __init__(self, chars: Iterable[str]):
-        if isinstance(chars, str):
-            chars = list(chars)
-        vocab = list(chars)
-        for c in vocab:
-            if not isinstance(c, str) or not c:
-                raise TypeError(f"a vocabulary holds non-empty strings, got {c!r}")
-        if not vocab:
-            raise ValueError("a vocabulary needs at least one character, got none")
-        dupes = sorted({c for c in vocab if vocab.count(c) > 1})
-        if dupes:
-            raise ValueError(f"the entries of a vocabulary must be distinct, got duplicates {dupes!r}")
-        self.vocab: list[str] = vocab
-        self.stoi: dict[str, int] = {c: i for i, c in enumerate(vocab)}
+    entry_rule = "non-empty strings (characters, or special tokens appended after them)"
+    unit = "tokens"
 
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        """The vocabulary of every character that occurs in ``text``, in sorted order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not text:
-            raise ValueError("cannot build a vocabulary from an empty text")
-        return cls(sorted(set(text)))
+    @staticmethod
+    def _valid_entry(entry: Any) -> bool:
+        return isinstance(entry, str) and len(entry) > 0
+
+    @property
+    def vocab(self) -> list[str]:
+        """The entries; the id of an entry is its index (the same list as ``chars``)."""
+        return self.chars
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    def __len__(self) -> int:
-        return len(self.vocab)
+        return len(self.chars)
 
     def __repr__(self) -> str:
         return f"CharTokenizer({self.vocab_size} tokens)"
 
     def encode(self, text: str) -> list[int]:
         """The id of every character of ``text``."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        stoi = self.stoi
-        try:
-            return [stoi[c] for c in text]
-        except KeyError:
-            unknown = sorted({c for c in text if c not in stoi})
-            first = next(i for i, c in enumerate(text) if c not in stoi)
-            raise ValueError(f"characters not in the vocabulary of {self.vocab_size} tokens: "
-                             f"{''.join(unknown)!r} (the first at position {first})") from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """The text of a sequence of ids (a list, or a 1-D tensor or array)."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        out = []
-        n = self.vocab_size
-        for pos, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"decode expects integer ids, got {i!r} at position {pos}")
-            if not 0 <= i < n:
-                raise ValueError(f"id {i} at position {pos} is outside the vocabulary "
-                                 f"(ids run from 0 to {n - 1})")
-            out.append(self.vocab[i])
-        return "".join(out)
+        return super().encode(text).tolist()
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "char", "vocab": list(self.vocab)}
