@@ -362,10 +362,14 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
              seed: int | None = None) -> list[int]:
     """Sample ``max_new_tokens`` ids after ``prompt`` (plain sampling at ``temperature``).
 
-    The minimal loop of Chapter 6 (Chapter 7 adds greedy, top-k and top-p): the prompt is fed
-    once, then one token per step with the key/value cache. When the cache holds ``block_size``
-    positions, the model restarts from the last three quarters of the text. Returns the new ids.
+    Chapter 6's short way into the loop of Chapter 7 (:func:`llmcourse.sampling.generate`, which
+    adds greedy, top-k, top-p and stop tokens): the prompt is fed once, then one token per step
+    with the key/value cache. When the text no longer fits in the ``block_size`` window, the model
+    continues from its last three quarters (:func:`llmcourse.sampling.window_start`). On a CPU it
+    runs on one thread: one token's work is too small to split. Returns the new ids.
     """
+    from llmcourse.sampling import generate as sampling_generate
+
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if not temperature > 0:
@@ -374,31 +378,14 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
     if not ids:
         raise ValueError("generate needs a prompt of at least one token")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    block = model.config.block_size
-    keep = max(1, block * 3 // 4)
-    was_training = model.training
     threads = torch.get_num_threads()
-    model.eval()
     try:
-        if model.device.type == "cpu":      # one token's work is too small to split: 1 thread
-            torch.set_num_threads(1)        # is faster (restored below)
-        cache = model.new_cache()
-        logits = model(torch.tensor([ids[-block:]], device=model.device), cache=cache)
-        new: list[int] = []
-        for _ in range(max_new_tokens):
-            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=gen))
-            new.append(token)
-            ids.append(token)
-            if len(cache) >= block:                      # the window is full: start again
-                cache = model.new_cache()
-                logits = model(torch.tensor([ids[-keep:]], device=model.device), cache=cache)
-            else:
-                logits = model(torch.tensor([[token]], device=model.device), cache=cache)
+        if model.device.type == "cpu":
+            torch.set_num_threads(1)
+        return sampling_generate(model, ids, max_new_tokens, temperature=temperature,
+                                 generator=gen)
     finally:
-        model.train(was_training)
         torch.set_num_threads(threads)
-    return new
 
 
 # --------------------------------------------------------------------------------------------
