@@ -105,9 +105,16 @@
     return state;
   }
 
-  async function lastLogits(ids) {           // the whole window again, every step
+  // The window rule of llmcourse.sampling.window_start: the model sees ids[start:]; the context
+  // grows until it holds block tokens, and when one more would not fit it restarts with the last
+  // three quarters of a window.
+  function windowStart(length, start) {
+    if (length - start <= state.block) return start;
+    return length - Math.max(1, Math.floor(state.block * 3 / 4));
+  }
+
+  async function lastLogits(window_) {       // the whole context again, every step (no cache)
     const ort = window.ort;
-    const window_ = ids.slice(-state.block);
     const input = new ort.Tensor("int64", BigInt64Array.from(window_.map(BigInt)),
                                  [1, window_.length]);
     const out = await state.session.run({ ids: input });
@@ -126,8 +133,10 @@
     const start = performance.now();
     let first = null;
     state.stop = false;
+    let from = 0;
     for (let n = 0; n < opts.maxNewTokens && !state.stop; n++) {
-      const logits = await lastLogits(ids);
+      from = windowStart(ids.length, from);
+      const logits = await lastLogits(ids.slice(from));
       let id, probs;
       if (opts.greedy) { id = greedy(logits); probs = softmax(logits); }
       else {
@@ -185,7 +194,7 @@
         $("pg-generate").disabled = false;
         return true;
       }).catch((e) => { fail(e); return false; }),
-      logits: async (text) => lastLogits(encode(text)),
+      logits: async (text) => { const ids = encode(text); return lastLogits(ids.slice(windowStart(ids.length, 0))); },
       generate, encode, decode, nextTokenProbs, sampleFromProbs, rng, state,
     };
     $("pg-generate").addEventListener("click", async () => {

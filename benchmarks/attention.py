@@ -21,7 +21,7 @@ from torch.nn import functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import describe  # noqa: E402
+from machine import describe, least_times  # noqa: E402
 
 from llmcourse.attention import causal_mask, scaled_dot_product_attention  # noqa: E402
 
@@ -53,13 +53,11 @@ def main() -> str:
         mask = causal_mask(T)
         calls = {"ours": lambda: scaled_dot_product_attention(q, k, v, mask),
                  "fused": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)}
-        times = {name: [] for name in calls}
-        for name, fn in calls.items():
+        for fn in calls.values():
             fn()  # warm up
-        for _ in range(ROUNDS):
-            for name, fn in calls.items():
-                times[name].append(cpu_seconds(fn))
-        t_ours, t_fused = min(times["ours"]), min(times["fused"])
+        best = least_times({name: lambda fn=fn: cpu_seconds(fn) for name, fn in calls.items()},
+                           ROUNDS)
+        t_ours, t_fused = best["ours"], best["fused"]
         m_ours, m_fused = allocated_mib(calls["ours"]), allocated_mib(calls["fused"])
         rows.append(f"| {T} | {t_ours * 1000:.1f} | {t_fused * 1000:.1f} | {t_ours / t_fused:.1f} "
                     f"| {m_ours:.1f} | {m_fused:.2f} |")

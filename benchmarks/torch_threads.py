@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from machine import describe, least_times  # noqa: E402
 
 ROUNDS = 5
 
@@ -82,11 +82,9 @@ def main() -> str:
     for name, make in [("mlp (Ch. 1)", mlp_step), ("bigram (Ch. 2)", bigram_step),
                        ("matmul 512", matmul_step)]:
         run = make()
-        times = {1: [], 2: []}
-        for _ in range(ROUNDS):
-            for threads in (1, 2):
-                times[threads].append(best_time(run, threads))
-        t1, t2 = min(times[1]), min(times[2])
+        best = least_times({threads: lambda threads=threads: best_time(run, threads)
+                            for threads in (1, 2)}, ROUNDS)
+        t1, t2 = best[1], best[2]
         rows.append(f"| {name} | {t1 * 1000:.0f} | {t2 * 1000:.0f} | {t1 / t2:.2f} |")
     table = "\n".join([
         "# PyTorch: 1 thread vs 2 threads",

@@ -27,13 +27,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from llmcourse.attention import CausalSelfAttention, LayerKVCache
+from llmcourse.ngram import CharVocab
 
 __all__ = [
     "GPTConfig", "CharTokenizer", "MLP", "Block", "GPT", "KVCache", "cross_entropy_loss",
@@ -101,11 +102,14 @@ class GPTConfig:
 # --------------------------------------------------------------------------------------------
 
 
-class CharTokenizer:
+class CharTokenizer(CharVocab):
     """Characters <-> ids; the id of a character is its index in ``vocab``.
 
-    Tokens added later (Chapter 8's chat markers) are appended at the end, so the ids of the
-    characters never change. ``vocab`` entries are strings (a character, or a special token).
+    Chapter 2's :class:`llmcourse.ngram.CharVocab` (same constructor, ``from_text`` and checks),
+    with the interface the later chapters use: ``vocab`` and ``vocab_size``, ``encode`` returning
+    a list, ``decode`` accepting a tensor, and a JSON form for checkpoints. Tokens added later
+    (Chapter 8's chat markers) are appended at the end, so the ids of the characters never
+    change; ``vocab`` entries are therefore strings (a character, or a special token).
 
     >>> tok = CharTokenizer.from_text("hello")
     >>> tok.encode("hole")
@@ -114,67 +118,28 @@ class CharTokenizer:
     'hello'
     """
 
-    def __init__(self, chars: Iterable[str]):
-        if isinstance(chars, str):
-            chars = list(chars)
-        vocab = list(chars)
-        for c in vocab:
-            if not isinstance(c, str) or not c:
-                raise TypeError(f"a vocabulary holds non-empty strings, got {c!r}")
-        if not vocab:
-            raise ValueError("a vocabulary needs at least one character, got none")
-        dupes = sorted({c for c in vocab if vocab.count(c) > 1})
-        if dupes:
-            raise ValueError(f"the entries of a vocabulary must be distinct, got duplicates {dupes!r}")
-        self.vocab: list[str] = vocab
-        self.stoi: dict[str, int] = {c: i for i, c in enumerate(vocab)}
+    entry_rule = "non-empty strings (characters, or special tokens appended after them)"
+    unit = "tokens"
 
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        """The vocabulary of every character that occurs in ``text``, in sorted order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not text:
-            raise ValueError("cannot build a vocabulary from an empty text")
-        return cls(sorted(set(text)))
+    @staticmethod
+    def _valid_entry(entry: Any) -> bool:
+        return isinstance(entry, str) and len(entry) > 0
+
+    @property
+    def vocab(self) -> list[str]:
+        """The entries; the id of an entry is its index (the same list as ``chars``)."""
+        return self.chars
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    def __len__(self) -> int:
-        return len(self.vocab)
+        return len(self.chars)
 
     def __repr__(self) -> str:
         return f"CharTokenizer({self.vocab_size} tokens)"
 
     def encode(self, text: str) -> list[int]:
         """The id of every character of ``text``."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        stoi = self.stoi
-        try:
-            return [stoi[c] for c in text]
-        except KeyError:
-            unknown = sorted({c for c in text if c not in stoi})
-            first = next(i for i, c in enumerate(text) if c not in stoi)
-            raise ValueError(f"characters not in the vocabulary of {self.vocab_size} tokens: "
-                             f"{''.join(unknown)!r} (the first at position {first})") from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """The text of a sequence of ids (a list, or a 1-D tensor or array)."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        out = []
-        n = self.vocab_size
-        for pos, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"decode expects integer ids, got {i!r} at position {pos}")
-            if not 0 <= i < n:
-                raise ValueError(f"id {i} at position {pos} is outside the vocabulary "
-                                 f"(ids run from 0 to {n - 1})")
-            out.append(self.vocab[i])
-        return "".join(out)
+        return super().encode(text).tolist()
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "char", "vocab": list(self.vocab)}
@@ -397,10 +362,14 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
              seed: int | None = None) -> list[int]:
     """Sample ``max_new_tokens`` ids after ``prompt`` (plain sampling at ``temperature``).
 
-    The minimal loop of Chapter 6 (Chapter 7 adds greedy, top-k and top-p): the prompt is fed
-    once, then one token per step with the key/value cache. When the cache holds ``block_size``
-    positions, the model restarts from the last three quarters of the text. Returns the new ids.
+    Chapter 6's short way into the loop of Chapter 7 (:func:`llmcourse.sampling.generate`, which
+    adds greedy, top-k, top-p and stop tokens): the prompt is fed once, then one token per step
+    with the key/value cache. When the text no longer fits in the ``block_size`` window, the model
+    continues from its last three quarters (:func:`llmcourse.sampling.window_start`). On a CPU it
+    runs on one thread: one token's work is too small to split. Returns the new ids.
     """
+    from llmcourse.sampling import generate as sampling_generate
+
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if not temperature > 0:
@@ -409,31 +378,14 @@ def generate(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature
     if not ids:
         raise ValueError("generate needs a prompt of at least one token")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    block = model.config.block_size
-    keep = max(1, block * 3 // 4)
-    was_training = model.training
     threads = torch.get_num_threads()
-    model.eval()
     try:
-        if model.device.type == "cpu":      # one token's work is too small to split: 1 thread
-            torch.set_num_threads(1)        # is faster (restored below)
-        cache = model.new_cache()
-        logits = model(torch.tensor([ids[-block:]], device=model.device), cache=cache)
-        new: list[int] = []
-        for _ in range(max_new_tokens):
-            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=gen))
-            new.append(token)
-            ids.append(token)
-            if len(cache) >= block:                      # the window is full: start again
-                cache = model.new_cache()
-                logits = model(torch.tensor([ids[-keep:]], device=model.device), cache=cache)
-            else:
-                logits = model(torch.tensor([[token]], device=model.device), cache=cache)
+        if model.device.type == "cpu":
+            torch.set_num_threads(1)
+        return sampling_generate(model, ids, max_new_tokens, temperature=temperature,
+                                 generator=gen)
     finally:
-        model.train(was_training)
         torch.set_num_threads(threads)
-    return new
 
 
 # --------------------------------------------------------------------------------------------

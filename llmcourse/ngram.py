@@ -33,7 +33,7 @@ Introduced in Chapter 2 (``chapters/02_ngram_models.ipynb``).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -57,16 +57,25 @@ class CharVocab:
     'ol'
     """
 
+    #: What one entry of the vocabulary may be, and the word for it in messages (a subclass, the
+    #: character tokenizer of Chapter 6, also allows special tokens of several characters).
+    entry_rule = "single characters"
+    unit = "characters"
+
+    @staticmethod
+    def _valid_entry(entry: Any) -> bool:
+        return isinstance(entry, str) and len(entry) == 1
+
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
         for c in chars:
-            if not isinstance(c, str) or len(c) != 1:
-                raise TypeError(f"a vocabulary holds single characters, got {c!r}")
+            if not self._valid_entry(c):
+                raise TypeError(f"a vocabulary holds {self.entry_rule}, got {c!r}")
         if len(set(chars)) != len(chars):
-            raise ValueError("the characters of a vocabulary must be distinct, got duplicates: "
+            raise ValueError("the entries of a vocabulary must be distinct, got duplicates: "
                              f"{sorted({c for c in chars if chars.count(c) > 1})!r}")
         if not chars:
-            raise ValueError("a vocabulary needs at least one character, got none")
+            raise ValueError("a vocabulary needs at least one entry, got none")
         self.chars: list[str] = chars
         self.stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
 
@@ -97,11 +106,17 @@ class CharVocab:
         try:
             return np.fromiter((self.stoi[c] for c in text), dtype=np.int64, count=len(text))
         except KeyError:
-            for i, c in enumerate(text):
-                if c not in self.stoi:
-                    raise ValueError(f"character {c!r} at position {i} is not in the vocabulary "
-                                     f"of {self.size} characters") from None
-            raise
+            raise self._unknown_error(text) from None
+
+    def _unknown_error(self, text: str) -> ValueError:
+        """The error for a text with characters outside the vocabulary: which, and where."""
+        unknown = "".join(sorted({c for c in text if c not in self.stoi}))
+        first = next(i for i, c in enumerate(text) if c not in self.stoi)
+        where = f"the vocabulary of {len(self.chars)} {self.unit}"
+        if len(unknown) == 1:
+            return ValueError(f"character {unknown!r} at position {first} is not in {where}")
+        return ValueError(f"characters {unknown!r} are not in {where}; the first, "
+                          f"{text[first]!r}, is at position {first}")
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text whose characters have these token ids."""
@@ -147,7 +162,8 @@ def as_token_array(tokens, vocab_size: int, *, name: str = "tokens",
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{name} must be ids in [0, {vocab_size}) (the vocabulary size), got "
-                         f"{int(arr[i])} at position {i}")
+                         f"{int(arr[i])} at position {i}, outside the vocabulary (ids run from 0 "
+                         f"to {vocab_size - 1})")
     return arr
 
 

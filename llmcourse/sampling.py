@@ -30,14 +30,18 @@ running sum is greater than ``u`` times the total. A token of probability zero i
 
 **Greedy ties:** :func:`greedy_next_token` returns the smallest id among equal largest logits.
 
-**The loop and its cache.** :func:`generate` runs the loop. The model can only see its last
-``block_size`` tokens, so the context is cropped to them: once the text is longer, the window
-slides. Without a cache, every step runs the model on the whole window again. With the key/value
-cache of :class:`llmcourse.gpt.KVCache`, the prompt is run once (the *prefill*) and every later
-step runs the model on the one new token only, reusing the keys and values of the earlier ones.
-When the window slides, every token moves to a new position, so the cached keys and values (made
-with the old positions) are no longer valid: the cache is then filled again from the cropped
-window, exactly what the uncached loop computes. The two loops therefore give the same tokens.
+**The loop and its cache.** :func:`generate` runs the loop. The model can only see
+``block_size`` tokens, so its context is a window onto the end of the text, by one rule
+(:func:`window_start`): the window grows with the text until it holds ``block_size`` tokens; when
+one more token would not fit, it restarts with the last three quarters of a window
+(``block_size * 3 // 4`` tokens) and grows again. Without a cache, every step runs the model on
+the whole context again. With the key/value cache of :class:`llmcourse.gpt.KVCache`, the context
+is run once (the *prefill*) and every later step runs the model on the one new token only, reusing
+the keys and values of the earlier ones. When the window restarts, every token in it moves to a
+new position, so the cached keys and values (made with the old positions) are no longer valid:
+the cache is filled again, once, from the new context, and the steps after it are cheap again.
+Both loops see exactly the same tokens at every step, so they give the same tokens. (Sliding the
+window by one token per step instead would invalidate the cache at every step past the window.)
 :func:`generate_many` runs the same loop for several samples of one prompt side by side.
 """
 
@@ -49,7 +53,8 @@ import torch
 
 __all__ = [
     "apply_temperature", "top_k_filter", "top_p_filter", "next_token_probs",
-    "sample_from_probs", "sample_next_token", "greedy_next_token", "generate", "generate_many",
+    "sample_from_probs", "sample_next_token", "greedy_next_token", "window_start", "generate",
+    "generate_many",
 ]
 
 
@@ -300,6 +305,32 @@ def _stop_set(stop_ids: Any, vocab_size: int) -> set[int]:
     return stops
 
 
+def window_start(length: int, start: int, block_size: int) -> int:
+    """The window rule of generation: where the model's context starts in a text of ``length``.
+
+    The model sees the tokens from ``start`` on (``start`` is where its context started at the
+    previous step; 0 at the first). While they fit in ``block_size`` tokens, the start stays and
+    the context grows by one token per step. Once they no longer fit, the start jumps so that the
+    last ``max(1, 3 * block_size // 4)`` tokens remain, and the context grows again from there.
+    Both loops of :func:`generate` use this rule, so they see the same tokens; with the key/value
+    cache, a jump is the only time the cache has to be filled again.
+
+    >>> [window_start(n, 0, 8) for n in (5, 8, 9)]        # 9 tokens no longer fit: keep 6
+    [0, 0, 3]
+    >>> window_start(10, 3, 8), window_start(12, 3, 8)   # 7 from 3 fit; 9 do not
+    (3, 6)
+    """
+    for name, value in (("length", length), ("start", start), ("block_size", block_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if block_size < 1 or not 0 <= start <= length:
+        raise ValueError(f"need block_size >= 1 and 0 <= start <= length, got block_size="
+                         f"{block_size}, start={start}, length={length}")
+    if length - start <= block_size:
+        return start
+    return length - max(1, block_size * 3 // 4)
+
+
 def _loop(model: Any, ids: list[int], rows: int, max_new_tokens: int, choose: Callable,
           use_cache: bool, stops: set[int], on_token: Callable | None) -> list[list[int]]:
     """The generation loop for ``rows`` copies of the prompt ``ids``; returns the new ids."""
@@ -312,15 +343,17 @@ def _loop(model: Any, ids: list[int], rows: int, max_new_tokens: int, choose: Ca
     was_training = model.training
     model.eval()
     try:
-        cache = None
+        cache, start = None, 0                  # the model sees seq[:, start:]
         for _ in range(max_new_tokens):
+            moved = window_start(seq.shape[1], start, block)
             if not use_cache:
-                logits = model(seq[:, -block:])                       # the whole window again
-            elif cache is not None and len(cache) < block:
+                logits = model(seq[:, moved:])                        # the whole context again
+            elif cache is not None and moved == start:
                 logits = model(seq[:, -1:], cache=cache)              # only the newest token
-            else:   # the first step, or the window slid: fill the cache from the window
+            else:   # the first step, or the context jumped: fill the cache from it, once
                 cache = model.new_cache()
-                logits = model(seq[:, -block:], cache=cache)
+                logits = model(seq[:, moved:], cache=cache)
+            start = moved
             token = choose(logits[:, -1]).to(device)                  # (rows,)
             seq = torch.cat([seq, token[:, None]], dim=1)
             new = torch.cat([new, token[:, None]], dim=1)
@@ -350,11 +383,11 @@ def generate(model: Any, prompt_ids: Any, max_new_tokens: int, temperature: floa
     - ``greedy=True`` takes the most likely token each step (then temperature, top_k and top_p
       must stay at their defaults); otherwise :func:`sample_next_token` draws it with
       ``temperature``, ``top_k``, ``top_p`` and ``generator`` (one uniform number per step).
-    - The model sees at most its last ``model.config.block_size`` tokens.
-    - ``use_cache=True`` runs the prompt once and then one token per step through a
-      :class:`llmcourse.gpt.KVCache`; when the window slides past ``block_size`` the cache is
-      refilled from the cropped window. ``use_cache=False`` runs the whole window every step.
-      Both give the same tokens.
+    - The model sees at most ``model.config.block_size`` tokens, the window of
+      :func:`window_start`: when the text outgrows it, the last three quarters of it remain.
+    - ``use_cache=True`` runs the context once and then one token per step through a
+      :class:`llmcourse.gpt.KVCache`, filling the cache again only when the window restarts.
+      ``use_cache=False`` runs the whole context every step. Both give the same tokens.
     - Generation stops after a token in ``stop_ids`` (that token is the last one returned).
     - ``on_token(id)`` is called after each new token (to stream text or time the steps).
 

@@ -52,6 +52,18 @@ if not os.environ.get("LLMCOURSE_DATA_DIR") and (ROOT.parent / "shared" / "data"
     os.environ["LLMCOURSE_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
 
 
+@pytest.fixture(scope="session")
+def shakespeare() -> str:
+    """Tiny Shakespeare: from the data folder when it is there, else through llmcourse.data."""
+    path = Path(os.environ.get("LLMCOURSE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    path = path / "tinyshakespeare.txt"
+    if not path.exists():
+        from llmcourse.data import load_text
+
+        return load_text("tinyshakespeare", progress=False)
+    return path.read_text(encoding="utf-8")
+
+
 @dataclass
 class BookBuild:
     returncode: int

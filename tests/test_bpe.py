@@ -4,8 +4,6 @@ exactly tiktoken's ids, decoding inverts encoding, and bad input gets clear erro
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +21,6 @@ from llmcourse.bpe import (
     train_bpe_recount,
 )
 
-DATA_DIR = Path(os.environ.get("LLMCOURSE_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
 EOT = "<|endoftext|>"
 
 UNICODE_TEXT = (
@@ -34,16 +31,6 @@ UNICODE_TEXT = (
     "Combining: e\u0301 a\u0308 n\u0303. Zero width:\u200b\u200d. Tabs\tand\r\nnewlines\n\n\n"
     "Numbers 1234567 ３４５ ½ ⅓ 𝟙𝟚𝟛; maths ∀x∈ℝ: x²≥0; spaces   \u00a0\u2003 end.  "
 )
-
-
-@pytest.fixture(scope="module")
-def shakespeare() -> str:
-    path = DATA_DIR / "tinyshakespeare.txt"
-    if not path.exists():
-        from llmcourse.data import load_text
-
-        return load_text("tinyshakespeare", progress=False)
-    return path.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ the data set is deterministic and right."""
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +21,6 @@ from llmcourse.chat_data import (KINDS, SPEAKERS, Example, check_examples, grade
                                  make_conversations)
 from llmcourse.train import TrainConfig
 
-DATA_DIR = Path(os.environ.get("LLMCOURSE_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
 
 
 class CharBase:
@@ -45,11 +42,6 @@ class CharBase:
 
     def decode(self, ids) -> str:
         return "".join(self.vocab[i] for i in ids)
-
-
-@pytest.fixture(scope="module")
-def shakespeare() -> str:
-    return (DATA_DIR / "tinyshakespeare.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ exclude the query words, bad input gets clear errors, and GloVe loads with known
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +27,6 @@ from llmcourse.embeddings import (
     train_skipgram,
 )
 
-DATA_DIR = Path(os.environ.get("LLMCOURSE_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
 
 PLAY = """First Citizen:
 Before we proceed any further, hear me speak.
@@ -41,16 +38,6 @@ KING RICHARD III:
 Rebell'd against the belly, thus accused it:
 O'er the hills, my lord!
 """
-
-
-@pytest.fixture(scope="module")
-def shakespeare() -> str:
-    path = DATA_DIR / "tinyshakespeare.txt"
-    if not path.exists():
-        from llmcourse.data import load_text
-
-        return load_text("tinyshakespeare", progress=False)
-    return path.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,22 @@ def test_tokenizer_appended_special_tokens_keep_ids():
     assert longer.decode([longer.vocab_size - 1]) == "<|user|>"
 
 
+def test_tokenizer_is_chapter_2s_char_vocab():
+    from llmcourse.ngram import CharVocab
+
+    text = "to be or not to be"
+    tok, vocab = CharTokenizer.from_text(text), CharVocab.from_text(text)
+    assert isinstance(tok, CharVocab)
+    assert tok.vocab == vocab.chars and tok.encode(text) == vocab.encode(text).tolist()
+    with pytest.raises(TypeError, match="non-empty strings.*got ''"):
+        CharTokenizer(["a", ""])
+    with pytest.raises(TypeError, match=r"single characters.*got '<\|user\|>'"):
+        CharVocab(["a", "<|user|>"])     # only the tokenizer takes special tokens
+    with pytest.raises(ValueError, match="character 'q' at position 4 is not in the vocabulary "
+                                         "of 7 tokens"):
+        tok.encode("to bq")
+
+
 # ---------------------------------------------------------------------------- the model
 
 

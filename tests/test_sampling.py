@@ -250,7 +250,7 @@ def test_bad_logits_raise_clear_errors(logits, error, words):
 # --------------------------------------------------------------------------------------------
 
 from llmcourse.gpt import GPT, GPTConfig, load_pretrained  # noqa: E402
-from llmcourse.sampling import generate, generate_many  # noqa: E402
+from llmcourse.sampling import generate, generate_many, window_start  # noqa: E402
 
 BLOCK = 16
 
@@ -275,12 +275,49 @@ def shipped():
 
 @torch.no_grad()
 def reference_loop(model, prompt, n, choose):
-    """The plainest loop: crop to the last block_size tokens, run the model, choose, append."""
-    ids = list(prompt)
+    """The plainest loop: run the model on the context, choose, append. The context is the text
+    from ``start`` on; when it no longer fits in block_size tokens, it keeps the last 3/4 block."""
+    ids, start, block = list(prompt), 0, model.config.block_size
     for _ in range(n):
-        window = torch.tensor([ids[-model.config.block_size:]])
-        ids.append(choose(model(window)[0, -1]))
+        if len(ids) - start > block:
+            start = len(ids) - block * 3 // 4
+        ids.append(choose(model(torch.tensor([ids[start:]]))[0, -1]))
     return ids[len(prompt):]
+
+
+def test_the_window_rule():
+    assert [window_start(n, 0, 16) for n in (1, 16, 17)] == [0, 0, 5]    # 17 > 16: keep 12
+    assert window_start(28, 5, 16) == 16 and window_start(21, 5, 16) == 5
+    assert window_start(9, 8, 1) == 8 and window_start(10, 8, 1) == 9   # a window of 1 token
+    with pytest.raises(ValueError, match="start <= length"):
+        window_start(3, 4, 16)
+    with pytest.raises(TypeError, match="block_size must be an int"):
+        window_start(3, 0, 16.0)
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a GPT and records how many tokens each call runs the model on."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config, self.calls = model, model.config, []
+
+    def new_cache(self):
+        return self.model.new_cache()
+
+    def forward(self, ids, cache=None):
+        self.calls.append(ids.shape[1])
+        return self.model(ids, cache=cache)
+
+
+def test_the_cache_is_refilled_only_when_the_context_jumps(tiny):
+    counting = CountingModel(tiny)
+    out = generate(counting, [1, 2, 3], 300, greedy=True)
+    assert out == generate(tiny, [1, 2, 3], 300, greedy=True, use_cache=False)
+    refills = [n for n in counting.calls[1:] if n > 1]
+    assert counting.calls[0] == 3 and refills == [BLOCK * 3 // 4] * len(refills)
+    # the prefill fills 3 of 16 positions; then a refill every 16 - 12 + 1 = 5 steps
+    assert len(refills) == (300 - (BLOCK - 3) - 1) // (BLOCK - BLOCK * 3 // 4 + 1) + 1
 
 
 def test_greedy_is_identical_with_and_without_the_cache_far_past_the_block_size(tiny):
