@@ -19,7 +19,8 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.gpt`     -- a small GPT: config, character tokenizer, model, checkpoints (Ch. 6)
 * :mod:`llmcourse.train`   -- training it: batches, schedule, evaluation, checkpoints, DDP (Ch. 6)
 * :mod:`llmcourse.sampling` -- greedy, temperature, top-k, top-p; generation with a KV cache (Ch. 7)
-* :mod:`llmcourse.chat`    -- chat template, special tokens, loss mask, tool loop, fine-tune (Ch. 8)
+* :mod:`llmcourse.chat`    -- chat template, special tokens, loss mask, the tool loop (Ch. 8)
+* :mod:`llmcourse.sft`     -- supervised fine-tuning on conversations, new token rows (Ch. 8)
 * :mod:`llmcourse.chat_data` -- the conversation data set made from Tiny Shakespeare (Ch. 8)
 * :mod:`llmcourse.calculator` -- the safe calculator the assistant calls, parsed with ast (Ch. 8)
 

@@ -15,10 +15,11 @@ from llmcourse.bpe import train_bpe
 from llmcourse.calculator import (MAX_DEPTH, MAX_EXPRESSION_LENGTH, CalculatorError,
                                   format_number, safe_calculate)
 from llmcourse.chat import (ASSISTANT, CALL, END, SPECIAL_TOKENS, ChatTokenizer,
-                            ConversationError, Turn, assistant_loss, check_conversation,
-                            finetune, generate_reply, grow_vocabulary, parse_tool_call)
+                            ConversationError, Turn, check_conversation, generate_reply,
+                            parse_tool_call)
 from llmcourse.chat_data import (KINDS, SPEAKERS, Example, check_examples, grade_answer,
                                  make_conversations)
+from llmcourse.sft import assistant_loss, finetune, grow_vocabulary
 from llmcourse.train import TrainConfig
 
 
