@@ -155,7 +155,7 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
 
     from llmcourse.train import TrainConfig, learning_rate, make_optimizer
 
-    cfg = TrainConfig(steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup=20,
+    cfg = TrainConfig(steps=200, batch_size=16, lr=2e-3, min_lr=2e-4, warmup=20,
                       weight_decay=0.0) if cfg is None else cfg
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a llmcourse.train.TrainConfig, got {type(cfg).__name__}")
