@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import test_site
-from test_site import REPORT, SCREENSHOTS, _own_console_errors, _screenshot, browser  # noqa: F401
+from test_site import REPORT, SCREENSHOTS, _own_console_errors, _screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -14,13 +14,9 @@ The link check and the page-weight report need no browser.
 
 from __future__ import annotations
 
-import functools
 import html.parser
-import http.server
 import json
 import re
-import shutil
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -34,8 +30,6 @@ pytestmark = pytest.mark.slow
 
 REPO = CONFIG["repository"]["url"].removeprefix("https://github.com/")
 BRANCH = CONFIG["repository"].get("branch", "main")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 REPORT: dict[str, dict] = {}
 
@@ -45,44 +39,7 @@ NOTEBOOK_PAGES = [p for p in PAGES if p.startswith(("chapters/", "exercises/"))]
 
 
 # ---------------------------------------------------------------------------------------------
-# Serving the site and driving the browser
-
-
-@pytest.fixture(scope="session")
-def site(book):
-    assert book.returncode == 0, "the book did not build; see test_book.py"
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(book.html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Chromium is not installed: run `apt-get install chromium chromium-driver` "
-                    "(make test does this when run as root) to run the browser tests")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                 "--hide-scrollbars", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+# Driving the browser (the `site` and `browser` fixtures are in conftest.py)
 
 
 def _open(driver, url: str) -> float:
