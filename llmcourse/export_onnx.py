@@ -15,20 +15,13 @@ onnxruntime-web. It needs the ``onnx`` and ``onnxscript`` packages (in requireme
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
+from llmcourse.data import _sha256  # the same file checksum the data sets use
+
 __all__ = ["export_onnx"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _logits_module(model):
