@@ -149,6 +149,7 @@ def _exported_model(log) -> Path | None:
 
     cache = ROOT / "_build" / "onnx"
     key_parts = [ROOT / "llmcourse" / "export_onnx.py", ROOT / "llmcourse" / "gpt.py",
+                 ROOT / "llmcourse" / "checkpoint.py",
                  ROOT / "llmcourse" / "attention.py",
                  ROOT / "llmcourse" / "checkpoints" / "shakespeare_char.safetensors"]
     key = sha256(b"".join(p.read_bytes() for p in key_parts if p.is_file())).hexdigest()

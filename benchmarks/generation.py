@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from llmcourse.gpt import load_pretrained
+from llmcourse.checkpoint import load_pretrained
 from llmcourse.sampling import generate
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -99,7 +99,7 @@ def main() -> None:
         "",
         "Held-out loss: nats per character on the whole held-out 10 % of Tiny Shakespeare, each "
         "character scored once with at least half a block of context "
-        "(`llmcourse.gpt.heldout_nats_per_char`). Both recipes run on our implementation.",
+        "(`llmcourse.metrics.heldout_nats_per_char`). Both recipes run on our implementation.",
         "",
         f"## Equal wall time: {SECONDS:.0f} s each (cosine schedule compressed into the time)",
         "",

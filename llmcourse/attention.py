@@ -24,13 +24,15 @@ generation (Chapter 7) computes only the new token.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["scaled_dot_product_attention", "causal_mask", "split_heads", "merge_heads",
-           "LayerKVCache", "CausalSelfAttention"]
+           "LayerKVCache", "CausalSelfAttention", "record_attention"]
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -161,13 +163,13 @@ class CausalSelfAttention(nn.Module):
     One linear map makes the queries, keys and values of all heads at once; each head works on a
     slice of width ``d_model // n_heads``; the heads are concatenated and mixed by ``proj``.
 
-    ``forward(x, cache=None, return_weights=False)``:
-    - ``return_weights=True`` also returns the attention weights ``(B, n_heads, T_q, T_k)``
-      (computed with :func:`scaled_dot_product_attention`, for plots);
-    - otherwise PyTorch's fused ``F.scaled_dot_product_attention`` computes the same numbers
-      faster (the tests check the two agree);
+    ``forward(x, cache=None)``:
+    - PyTorch's fused ``F.scaled_dot_product_attention`` computes the attention (the tests check
+      that it equals :func:`scaled_dot_product_attention`, the one built in Chapter 5);
     - with a :class:`LayerKVCache`, ``x`` holds only the new positions: their keys and values are
-      appended to the cache and the queries attend to everything the cache holds.
+      appended to the cache and the queries attend to everything the cache holds;
+    - to look at the weights ``(B, n_heads, T_q, T_k)``, run the model inside
+      :func:`record_attention`: the layer then computes them with our function and keeps them.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -185,6 +187,8 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)   # queries, keys, values of all heads
         self.proj = nn.Linear(d_model, d_model, bias=bias)      # mixes the concatenated heads
         self.resid_dropout = nn.Dropout(dropout)
+        self.keep_weights = False                  # set by record_attention
+        self.weights: torch.Tensor | None = None   # the last weights, while keep_weights is set
 
     def split_heads(self, t: torch.Tensor) -> torch.Tensor:
         """``(B, T, d_model) -> (B, n_heads, T, d_head)``."""
@@ -194,9 +198,8 @@ class CausalSelfAttention(nn.Module):
         """``(B, n_heads, T, d_head) -> (B, T, d_model)``."""
         return merge_heads(t)
 
-    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None,
-                return_weights: bool = False):
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.d_model:   # Chapter 5's readers call this layer
             raise ValueError(f"expected x of shape (batch, time, d_model={self.d_model}), got "
                              f"{_shape(x)}")
         q, k, v = self.qkv(x).split(self.d_model, dim=-1)           # 3 x (B, T, d_model)
@@ -204,20 +207,43 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)                                # (B, H, T_k, dh)
         t_q, t_k = q.shape[-2], k.shape[-2]
-        if return_weights:
-            mask = causal_mask(t_q, t_k, device=x.device)
-            y, weights = scaled_dot_product_attention(q, k, v, mask)
-            if self.training and self.dropout > 0:
-                y = F.dropout(weights, self.dropout) @ v
-        else:
-            drop = self.dropout if self.training else 0.0
-            if t_q == t_k:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
-            elif t_q == 1:  # one new token sees every key: no mask needed
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-            else:           # fewer queries than keys: the causal triangle sits bottom right
-                y = F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=causal_mask(t_q, t_k, device=x.device), dropout_p=drop)
-            weights = None
-        y = self.resid_dropout(self.proj(self.merge_heads(y)))      # (B, T, d_model)
-        return (y, weights) if return_weights else y
+        drop = self.dropout if self.training else 0.0
+        if self.keep_weights:   # inside record_attention: our own function, which gives weights
+            y, self.weights = scaled_dot_product_attention(
+                q, k, v, causal_mask(t_q, t_k, device=x.device))
+            if drop > 0:
+                y = F.dropout(self.weights, drop) @ v
+        elif t_q == t_k:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        elif t_q == 1:      # one new token sees every key: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        else:               # fewer queries than keys: the causal triangle sits bottom right
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=causal_mask(t_q, t_k, device=x.device), dropout_p=drop)
+        return self.resid_dropout(self.proj(self.merge_heads(y)))  # (B, T, d_model)
+
+
+@contextmanager
+def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Keep the attention weights of every :class:`CausalSelfAttention` inside ``model``.
+
+    Yields a list that each forward pass of such a layer appends its weights to, shape
+    ``(B, n_heads, T_q, T_k)``, in the order the layers run (so one pass through a GPT adds one
+    map per block)::
+
+        with record_attention(model) as maps:
+            model(ids)
+        maps[0][0, 2]     # block 0, sequence 0, head 2: (T, T)
+    """
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    maps: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda mod, args, out: maps.append(mod.weights))
+             for layer in layers]
+    for layer in layers:
+        layer.keep_weights = True
+    try:
+        yield maps
+    finally:
+        for layer, hook in zip(layers, hooks):
+            layer.keep_weights, layer.weights = False, None
+            hook.remove()

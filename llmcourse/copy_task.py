@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import CausalSelfAttention
+from .attention import CausalSelfAttention, record_attention
 
 __all__ = ["ALPHABET", "SEP", "CopyTask", "AttentionOnlyLM", "WindowMLP",
            "n_parameters", "train_next_token", "copy_accuracy",
@@ -128,11 +128,8 @@ class AttentionOnlyLM(nn.Module):
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
         """Every layer's attention weights: ``(n_layers, B, n_heads, T, T)``."""
-        x, maps = self._embed(idx), []
-        for layer in self.layers:
-            y, weights = layer(x, return_weights=True)
-            x = x + y
-            maps.append(weights)
+        with record_attention(self) as maps:
+            self(idx)
         return torch.stack(maps)
 
 

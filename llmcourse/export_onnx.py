@@ -24,33 +24,11 @@ from llmcourse.data import _sha256  # the same file checksum the data sets use
 __all__ = ["export_onnx"]
 
 
-def _logits_module(model):
-    """The model's uncached forward without its Python checks of the ids (data-dependent
-    branches the exporter cannot trace); the same arithmetic as ``GPT.forward``."""
-    from torch import nn
-    import torch
-
-    class Logits(nn.Module):
-        def __init__(self, gpt):
-            super().__init__()
-            self.gpt = gpt
-
-        def forward(self, ids):
-            g = self.gpt
-            pos = torch.arange(ids.shape[1], device=ids.device)
-            x = g.tok_emb(ids) + g.pos_emb(pos)
-            for block in g.blocks:
-                x = block(x)
-            return g.head(g.ln_f(x))
-
-    return Logits(model).eval()
-
-
 def export_onnx(out_dir: str | Path, name: str = "shakespeare_char") -> dict:
     """Export the shipped checkpoint ``name`` into ``out_dir``; returns the meta record."""
     import torch
 
-    from llmcourse.gpt import CHECKPOINT_DIR, load_pretrained
+    from llmcourse.checkpoint import CHECKPOINT_DIR, load_pretrained
 
     if not isinstance(out_dir, (str, Path)):
         raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__}")
@@ -62,7 +40,7 @@ def export_onnx(out_dir: str | Path, name: str = "shakespeare_char") -> dict:
     example = torch.zeros(1, min(8, block), dtype=torch.long)
     with torch.no_grad():
         program = torch.onnx.export(
-            _logits_module(model), (example,), dynamo=True, input_names=["ids"], output_names=["logits"],
+            model, (example,), dynamo=True, input_names=["ids"], output_names=["logits"],
             dynamic_shapes={"ids": {1: torch.export.Dim("T", min=1, max=block)}},
             verbose=False)
     program.save(str(out / "model.onnx"))
@@ -93,4 +71,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from llmcourse.cli import run
+
+    sys.exit(run(main, "python -m llmcourse.export_onnx"))

@@ -3,7 +3,7 @@
 Starting from a bigram model (each character predicts the next from itself alone), each rung
 adds one part of the GPT and is trained for the same number of seconds on the same machine with
 the same recipe (:mod:`llmcourse.train`), then scored on the held-out text with
-:func:`llmcourse.gpt.heldout_nats_per_char`:
+:func:`llmcourse.metrics.heldout_nats_per_char`:
 
 1. bigram: embedding then linear layer, no context at all;
 2. + self-attention: one block holding one attention head (no MLP, no residual, no layer norm);
@@ -12,6 +12,10 @@ the same recipe (:mod:`llmcourse.train`), then scored on the held-out text with
 5. + residual and layer norm: one complete transformer block;
 6. deeper without them: four blocks, with neither residual connections nor layer norms;
 7. the GPT: four complete blocks.
+
+The rungs without residual connections or layer norms are variants built here (a variant is a
+small module, not a switch inside the GPT): :class:`AttentionOnly` and :class:`AttentionThenMLP`
+replace the GPT's blocks, and the final layer norm goes too.
 
 Run ``python -m llmcourse.ladder`` (about ``7 x seconds``); it writes
 ``llmcourse/checkpoints/ladder.json``, which Chapter 6 plots.
@@ -25,20 +29,59 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUNGS", "run_ladder", "main"]
+import torch
+from torch import nn
 
-# name, what changes (as GPTConfig fields)
-RUNGS: list[tuple[str, dict[str, Any]]] = [
-    ("bigram", dict(n_layer=0)),
-    ("+ self-attention (1 head)", dict(n_layer=1, n_head=1, mlp=False, residual=False,
-                                       layer_norm=False)),
-    ("+ multi-head (4 heads)", dict(n_layer=1, n_head=4, mlp=False, residual=False,
-                                    layer_norm=False)),
-    ("+ MLP", dict(n_layer=1, n_head=4, mlp=True, residual=False, layer_norm=False)),
-    ("+ residual and layer norm (1 block)", dict(n_layer=1, n_head=4)),
-    ("4 blocks, no residual or layer norm", dict(n_layer=4, n_head=4, residual=False,
-                                                 layer_norm=False)),
-    ("4 full blocks (the GPT)", dict(n_layer=4, n_head=4)),
+from llmcourse.attention import CausalSelfAttention, LayerKVCache
+from llmcourse.gpt import GPT, MLP, GPTConfig
+
+__all__ = ["AttentionOnly", "AttentionThenMLP", "build_rung", "RUNGS", "run_ladder", "main"]
+
+
+class AttentionOnly(nn.Module):
+    """A block with attention alone: ``x = attention(x)``, no residual, no layer norm."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn = CausalSelfAttention(config.d_model, config.n_head, config.dropout, config.bias)
+
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
+        return self.attn(x, cache)
+
+
+class AttentionThenMLP(AttentionOnly):
+    """Attention then the MLP, ``x = mlp(attention(x))``: no residual, no layer norm."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
+        return self.mlp(self.attn(x, cache))
+
+
+def build_rung(config: GPTConfig, block: type[nn.Module] | None = None) -> GPT:
+    """A GPT whose blocks are ``block(config)`` (``None``: the GPT's own blocks).
+
+    Without the GPT's blocks the model has no layer norm at all, so the final one goes too.
+    """
+    model = GPT(config)
+    if block is not None:
+        model.blocks = nn.ModuleList([block(config) for _ in range(config.n_layer)])
+        model.ln_f = nn.Identity()
+        model.init_weights()
+    return model
+
+
+# name, what changes in the GPTConfig, the block (None: the GPT's own)
+RUNGS: list[tuple[str, dict[str, Any], type[nn.Module] | None]] = [
+    ("bigram", dict(n_layer=0), None),
+    ("+ self-attention (1 head)", dict(n_layer=1, n_head=1), AttentionOnly),
+    ("+ multi-head (4 heads)", dict(n_layer=1, n_head=4), AttentionOnly),
+    ("+ MLP", dict(n_layer=1, n_head=4), AttentionThenMLP),
+    ("+ residual and layer norm (1 block)", dict(n_layer=1, n_head=4), None),
+    ("4 blocks, no residual or layer norm", dict(n_layer=4, n_head=4), AttentionThenMLP),
+    ("4 full blocks (the GPT)", dict(n_layer=4, n_head=4), None),
 ]
 
 BASE_MODEL = dict(block_size=64, d_model=128, dropout=0.0)
@@ -49,10 +92,8 @@ BASE_TRAIN = dict(steps=100_000, batch_size=32, lr=3e-3, min_lr=3e-4, warmup=30,
 def run_ladder(seconds: float = 60.0, threads: int | None = None, progress: bool = True,
                out: str | Path | None = None) -> dict[str, Any]:
     """Train every rung for ``seconds`` and return (and optionally write) the results."""
-    import torch
-
     from llmcourse.data import load_text
-    from llmcourse.gpt import GPTConfig, count_parameters
+    from llmcourse.gpt import count_parameters
     from llmcourse.train import TrainConfig, machine_info, train
 
     if threads:
@@ -60,12 +101,14 @@ def run_ladder(seconds: float = 60.0, threads: int | None = None, progress: bool
     text = load_text("tinyshakespeare")
     vocab_size = len(set(text))
     rows = []
-    for name, change in RUNGS:
+    for name, change, block in RUNGS:
         model_config = GPTConfig(vocab_size=vocab_size, **{**BASE_MODEL, **change})
         cfg = TrainConfig(**BASE_TRAIN, max_seconds=seconds)
-        result = train(model_config, cfg, text, progress=progress)
+        result = train(model_config, cfg, text, progress=progress,
+                       make_model=lambda c, block=block: build_rung(c, block))
         final = result["history"][-1]
         rows.append({"name": name, "config": model_config.to_dict(),
+                     "block": block.__name__ if block else "Block",
                      "parameters": count_parameters(result["model"])["total"],
                      "steps": result["steps"], "seconds": round(result["wall_seconds"], 1),
                      "cpu_seconds": round(result["cpu_seconds"], 1),
@@ -87,7 +130,7 @@ def run_ladder(seconds: float = 60.0, threads: int | None = None, progress: bool
 
 
 def main(argv: list[str] | None = None) -> None:
-    from llmcourse.gpt import CHECKPOINT_DIR
+    from llmcourse.checkpoint import CHECKPOINT_DIR
 
     p = argparse.ArgumentParser(prog="python -m llmcourse.ladder", description=__doc__.split(
         "\n")[0])
@@ -99,4 +142,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from llmcourse.cli import run
+
+    raise SystemExit(run(main, "python -m llmcourse.ladder"))

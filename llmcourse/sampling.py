@@ -51,6 +51,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from llmcourse.metrics import evaluating
+
 __all__ = [
     "apply_temperature", "top_k_filter", "top_p_filter", "next_token_probs",
     "sample_from_probs", "sample_next_token", "greedy_next_token", "window_start", "generate",
@@ -276,7 +278,7 @@ def _check_loop_settings(model: Any, max_new_tokens: Any, temperature: Any, top_
     config = getattr(model, "config", None)
     if not hasattr(config, "block_size") or not hasattr(config, "vocab_size") or not hasattr(
             model, "new_cache"):
-        raise TypeError(f"model must be a llmcourse.gpt.GPT (with .config.block_size and "
+        raise TypeError(f"model must be a language model such as llmcourse.gpt.GPT (with .config.block_size and "
                         f".new_cache()), got {type(model).__name__}")
     if greedy:
         if temperature != 1.0 or top_k is not None or top_p is not None:
@@ -340,9 +342,7 @@ def _loop(model: Any, ids: list[int], rows: int, max_new_tokens: int, choose: Ca
     seq = torch.tensor([ids] * rows, dtype=torch.long, device=device)   # (rows, T)
     new = torch.empty(rows, 0, dtype=torch.long, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         cache, start = None, 0                  # the model sees seq[:, start:]
         for _ in range(max_new_tokens):
             moved = window_start(seq.shape[1], start, block)
@@ -363,8 +363,6 @@ def _loop(model: Any, ids: list[int], rows: int, max_new_tokens: int, choose: Ca
                 done |= torch.isin(token, torch.tensor(sorted(stops), device=device))
                 if bool(done.all()):
                     break
-    finally:
-        model.train(was_training)
     out = []
     for row in new.tolist():
         cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))

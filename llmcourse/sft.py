@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from llmcourse.chat import ChatTokenizer, _block_size
+from llmcourse.metrics import IGNORE_INDEX, evaluating
 
 __all__ = ["grow_vocabulary", "assistant_loss", "finetune"]
 
@@ -93,12 +94,12 @@ def _batch(rendered: Sequence[tuple[list[int], list[int]]], pad_id: int):
 
     length = max(len(ids) for ids, _ in rendered)
     x = torch.full((len(rendered), length - 1), pad_id, dtype=torch.long)
-    y = torch.full((len(rendered), length - 1), -100, dtype=torch.long)
+    y = torch.full((len(rendered), length - 1), IGNORE_INDEX, dtype=torch.long)
     for row, (ids, mask) in enumerate(rendered):
         t = torch.tensor(ids)
         x[row, : len(ids) - 1] = t[:-1]
         m = torch.tensor(mask[1:], dtype=torch.bool)
-        y[row, : len(ids) - 1] = torch.where(m, t[1:], torch.tensor(-100))
+        y[row, : len(ids) - 1] = torch.where(m, t[1:], torch.tensor(IGNORE_INDEX))
     return x, y
 
 
@@ -122,16 +123,13 @@ def assistant_loss(model: Any, tokenizer: ChatTokenizer, conversations: Sequence
 
     rendered = _rendered(tokenizer, conversations, _block_size(model))
     total, count = 0.0, 0
-    was_training = getattr(model, "training", False)
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for i in range(0, len(rendered), batch_size):
             x, y = _batch(rendered[i: i + batch_size], tokenizer.end_id)
             logits = model(x)
             total += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
-                                           ignore_index=-100, reduction="sum"))
-            count += int((y != -100).sum())
-    model.train(was_training)
+                                           ignore_index=IGNORE_INDEX, reduction="sum"))
+            count += int((y != IGNORE_INDEX).sum())
     if count == 0:
         raise ValueError("the conversations hold no assistant tokens to measure")
     return total / count
@@ -180,7 +178,7 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         logits = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -8,7 +8,7 @@ The loop is the one every language model is trained with, at a small scale:
 3. the gradient is clipped to a maximum norm (one unlucky batch cannot throw the weights far) and
    AdamW takes a step, with a learning rate that warms up linearly and then decays along a cosine;
 4. every ``eval_every`` steps the model is scored on the held-out last 10 % of the text
-   (:func:`llmcourse.gpt.heldout_nats_per_char`); when that improves, a checkpoint is saved.
+   (:func:`llmcourse.metrics.heldout_nats_per_char`); when that improves, a checkpoint is saved.
 
 The same script trains data-parallel on several processes with PyTorch's own engine: under
 ``torchrun --nproc_per_node=N`` every process takes a slice of each batch, computes its gradient,
@@ -16,7 +16,7 @@ and DistributedDataParallel averages the gradients before every step, so all pro
 same weights (gloo on CPUs, NCCL on GPUs). ``--grad-accum`` splits each process's slice into
 micro-batches whose gradients add up before the step. Only rank 0 logs and saves.
 
-Checkpoints are safetensors + JSON (:func:`llmcourse.gpt.save_checkpoint`); the state needed to
+Checkpoints are safetensors + JSON (:func:`llmcourse.checkpoint.save_checkpoint`); the state needed to
 resume (optimizer moments, random generator, step) is one more safetensors file, so resuming
 never unpickles anything either.
 """
@@ -37,9 +37,10 @@ from typing import Any, Callable
 
 import torch
 
-from llmcourse.gpt import (GPT, HELDOUT_METHOD, CharTokenizer, GPTConfig, count_parameters,
-                           cross_entropy_loss, heldout_nats_per_char, load_checkpoint,
-                           save_checkpoint)
+from llmcourse.checkpoint import load_checkpoint, save_checkpoint
+from llmcourse.gpt import GPT, GPTConfig, count_parameters, cross_entropy_loss
+from llmcourse.metrics import HELDOUT_METHOD, heldout_nats_per_char
+from llmcourse.vocab import CharTokenizer, split_train_val
 
 __all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN", "get_batch", "learning_rate", "prepare_data", "train",
            "pick_device", "machine_info", "main"]
@@ -90,10 +91,8 @@ def prepare_data(text: str, tokenizer: CharTokenizer | None = None, val_fraction
         raise ValueError("prepare_data needs a non-empty str")
     tokenizer = tokenizer or CharTokenizer.from_text(text)
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    n_val = int(round(len(ids) * val_fraction))       # as llmcourse.ngram.split_train_val
-    if not 0 < n_val < len(ids):
-        raise ValueError(f"val_fraction={val_fraction} leaves an empty part of {len(ids)} ids")
-    return tokenizer, ids, len(ids) - n_val
+    train_part, _ = split_train_val(ids, val_fraction)   # the one split of the course
+    return tokenizer, ids, len(train_part)
 
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
@@ -235,8 +234,11 @@ def _load_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
 def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
           out: str | Path | None = None, resume: bool = False, device: str = "cpu",
           progress: bool = True, callback: Callable[[dict], None] | None = None,
-          extra_meta: dict | None = None, verbose: bool = False) -> dict[str, Any]:
+          extra_meta: dict | None = None, verbose: bool = False,
+          make_model: Callable[[GPTConfig], torch.nn.Module] = GPT) -> dict[str, Any]:
     """Train a GPT on ``text`` and return ``{"model", "tokenizer", "history", ...}``.
+
+    ``make_model(config)`` builds the model (Chapter 6's ladder passes its variants).
 
     ``out`` (optional): where the best checkpoint goes (``out.safetensors`` + ``out.json``);
     the resume state goes to ``out-last.*``. ``callback(record)`` is called after every
@@ -272,7 +274,7 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     eval_end = len(ids) if not cfg.eval_chars else min(len(ids), cut + cfg.eval_chars)
 
     torch.manual_seed(cfg.seed)                        # same initial weights on every rank
-    model = GPT(model_config).to(dev)
+    model = make_model(model_config).to(dev)
     optimizer = make_optimizer(model, cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)  # same windows on every rank: each takes
     dropout_seed = cfg.seed + 2 + rank                 # its slice of the global batch
@@ -459,4 +461,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from llmcourse.cli import run
+
+    raise SystemExit(run(main, "python -m llmcourse.train"))

@@ -336,12 +336,11 @@ class SamplingWidget:
         self.n_tokens, self.show = int(n_tokens), int(show)
         ids = _prompt_list(tokenizer.encode(prompt), model.config.vocab_size)
         self.prompt_ids = ids
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        from llmcourse.metrics import evaluating
+
+        with evaluating(model), torch.no_grad():
             window = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long)
             self.logits = model(window)[0, -1].double()
-        model.train(was_training)
         vocab = model.config.vocab_size
         slider = dict(continuous_update=False, style={"description_width": "90px"},
                       layout=w.Layout(width="360px"))

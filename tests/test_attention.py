@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from llmcourse.attention import (CausalSelfAttention, LayerKVCache, causal_mask, merge_heads,
+                                 record_attention,
                                  scaled_dot_product_attention, split_heads)
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -194,7 +195,9 @@ def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n
     x = torch.randn(3, 7, d_model, dtype=dtype)
     with torch.no_grad():
         fused = attn(x)
-        ours, weights = attn(x, return_weights=True)
+        with record_attention(attn) as maps:
+            ours = attn(x)
+        weights = maps[0]
         hand = _by_hand(attn, x)
     assert fused.shape == ours.shape == (3, 7, d_model)
     assert weights.shape == (3, n_heads, 7, 7)
@@ -204,16 +207,16 @@ def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n
     assert torch.allclose(weights.sum(-1), torch.ones((), dtype=dtype))
 
 
-@pytest.mark.parametrize("return_weights", [False, True])
+@pytest.mark.parametrize("keep_weights", [False, True])
 @pytest.mark.parametrize("n_heads", [1, 4])
-def test_kv_cache_prefill_then_steps_equals_uncached(return_weights, n_heads):
+def test_kv_cache_prefill_then_steps_equals_uncached(keep_weights, n_heads):
     torch.manual_seed(1)
     attn = CausalSelfAttention(16, n_heads).double().eval()
+    attn.keep_weights = keep_weights     # our own attention function instead of the fused one
     x = torch.randn(2, 11, 16, dtype=torch.float64)
 
     def run(part, cache):
-        out = attn(part, cache=cache, return_weights=return_weights)
-        return out[0] if return_weights else out
+        return attn(part, cache=cache)
 
     with torch.no_grad():
         full = run(x, None)
@@ -236,7 +239,9 @@ def test_dropout_is_used_in_training_only():
     assert not torch.allclose(attn(x), attn(x))
     attn.eval()
     assert torch.equal(attn(x), attn(x))
-    assert torch.allclose(attn(x), attn(x, return_weights=True)[0], atol=1e-5)
+    with record_attention(attn):
+        with_weights = attn(x)
+    assert torch.allclose(attn(x), with_weights, atol=1e-5)
 
 
 # --- the copy task -------------------------------------------------------------------------------

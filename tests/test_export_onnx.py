@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
 from llmcourse.export_onnx import export_onnx  # noqa: E402
-from llmcourse.gpt import load_pretrained  # noqa: E402
+from llmcourse.checkpoint import load_pretrained  # noqa: E402
 
 PROMPT = "ROMEO:\nBut soft, what light"
 

@@ -402,6 +402,7 @@ def test_docstring_examples_run():
     import doctest
 
     import llmcourse.ngram
+    import llmcourse.vocab
 
-    result = doctest.testmod(llmcourse.ngram)
-    assert result.attempted >= 6 and result.failed == 0
+    results = [doctest.testmod(m) for m in (llmcourse.ngram, llmcourse.vocab)]
+    assert sum(r.attempted for r in results) >= 6 and sum(r.failed for r in results) == 0

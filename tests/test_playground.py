@@ -86,7 +86,7 @@ def test_page_loads_without_console_errors(page):
 def test_logits_in_the_page_equal_pytorch(page):
     import torch
 
-    from llmcourse.gpt import load_pretrained
+    from llmcourse.checkpoint import load_pretrained
 
     driver, _ = page
     model, tok = load_pretrained()
@@ -99,7 +99,7 @@ def test_logits_in_the_page_equal_pytorch(page):
 
 
 def test_greedy_200_characters_equal_llmcourse_sampling(page):
-    from llmcourse.gpt import load_pretrained
+    from llmcourse.checkpoint import load_pretrained
     from llmcourse.sampling import generate
 
     driver, _ = page

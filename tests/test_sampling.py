@@ -249,7 +249,8 @@ def test_bad_logits_raise_clear_errors(logits, error, words):
 # The generation loop, with and without the key/value cache
 # --------------------------------------------------------------------------------------------
 
-from llmcourse.gpt import GPT, GPTConfig, load_pretrained  # noqa: E402
+from llmcourse.checkpoint import load_pretrained  # noqa: E402
+from llmcourse.gpt import GPT, GPTConfig  # noqa: E402
 from llmcourse.sampling import generate, generate_many, window_start  # noqa: E402
 
 BLOCK = 16

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmcourse.gpt import GPTConfig, load_checkpoint
+from llmcourse.checkpoint import load_checkpoint
+from llmcourse.gpt import GPTConfig
 from llmcourse.train import (TrainConfig, get_batch, learning_rate, pick_device, prepare_data,
                              train)
 
@@ -131,3 +132,27 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     from llmcourse.gpt import GPT
     init = GPT(one.config)
     assert not torch.allclose(init.head.weight, one.head.weight)
+
+
+@pytest.mark.parametrize("module, args", [("llmcourse.train", ["--steps", "1"]),
+                                          ("llmcourse.ladder", ["--seconds", "1"])])
+def test_command_line_without_data_prints_one_line(tmp_path, module, args):
+
+    env = {**os.environ, "LLMCOURSE_DATA_DIR": str(tmp_path)}   # a folder with no data set
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"python -m {module}: error: LLMCOURSE_DATA_DIR is set to")
+
+
+def test_export_onnx_command_line_error_is_one_line(tmp_path):
+
+    proc = subprocess.run([sys.executable, "-m", "llmcourse.export_onnx", str(tmp_path),
+                           "--name", "no_such_model"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "python -m llmcourse.export_onnx: error: no shipped checkpoint named 'no_such_model'; "
+        "available: ['shakespeare_char']"]
