@@ -8,16 +8,9 @@ import platform
 
 
 def describe() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    parts = [f"{cpu}", f"{os.cpu_count()} logical CPUs", f"Python {platform.python_version()}",
+    from llmcourse.machine import cpu_name
+
+    parts = [cpu_name(), f"{os.cpu_count()} logical CPUs", f"Python {platform.python_version()}",
              f"{platform.system()} {platform.release()}"]
     for module in ("numpy", "torch", "tiktoken", "regex"):
         try:

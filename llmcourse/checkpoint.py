@@ -19,7 +19,7 @@ from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.vocab import CharTokenizer
 
 __all__ = ["CHECKPOINT_DIR", "save_checkpoint", "load_checkpoint", "load_pretrained",
-           "pretrained_meta"]
+           "pretrained_meta", "save_resume_state", "load_resume_state"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 _FORMAT = "llmcourse-gpt"
@@ -134,3 +134,47 @@ def pretrained_meta(name: str = "shakespeare_char") -> dict[str, Any]:
     if not json_path.is_file():
         raise ValueError(f"no shipped checkpoint named {name!r} ({json_path} not found)")
     return json.loads(json_path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Resume state: optimizer moments and generator in safetensors, never pickle
+# --------------------------------------------------------------------------------------------
+
+
+def save_resume_state(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
+                      generator: torch.Generator, step: int, tokenizer: CharTokenizer,
+                      meta: dict) -> None:
+    """A checkpoint at ``path`` plus what a stopped run needs to go on exactly where it was:
+    the optimizer's moments, the batch generator, the dropout generator and the step."""
+    from safetensors.torch import save_file
+
+    save_checkpoint(path, model, tokenizer, meta)
+    tensors = {"generator_state": generator.get_state(), "step": torch.tensor([step]),
+               "torch_rng_state": torch.get_rng_state()}       # dropout's random numbers
+    names = {id(p): n for n, p in model.named_parameters()}
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{key}/{names[id(p)]}"] = value.detach().cpu().contiguous().reshape(
+                    value.shape if value.dim() else (1,))
+    save_file(tensors, str(path.with_name(path.name + ".optim.safetensors")))
+
+
+def load_resume_state(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
+                      generator: torch.Generator) -> tuple[int, dict]:
+    """Put the state of :func:`save_resume_state` back; returns ``(step, meta)``."""
+    from safetensors.torch import load_file
+
+    loaded, _, meta = load_checkpoint(path)
+    model.load_state_dict(loaded.state_dict())
+    tensors = load_file(str(path.with_name(path.name + ".optim.safetensors")))
+    generator.set_state(tensors.pop("generator_state"))
+    step = int(tensors.pop("step")[0])
+    torch.set_rng_state(tensors.pop("torch_rng_state"))
+    params = dict(model.named_parameters())
+    for key_name, value in tensors.items():
+        key, name = key_name.split("/", 1)
+        p = params[name]
+        state = optimizer.state[p]
+        state[key] = value.reshape(()) if key == "step" else value.to(p.device)
+    return step, meta

@@ -94,7 +94,8 @@ def run_ladder(seconds: float = 60.0, threads: int | None = None, progress: bool
     """Train every rung for ``seconds`` and return (and optionally write) the results."""
     from llmcourse.data import load_text
     from llmcourse.gpt import count_parameters
-    from llmcourse.train import TrainConfig, machine_info, train
+    from llmcourse.machine import machine_info
+    from llmcourse.train import TrainConfig, train
 
     if threads:
         torch.set_num_threads(threads)

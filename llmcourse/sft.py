@@ -151,7 +151,7 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
     import torch
     from torch.nn import functional as F
 
-    from llmcourse.train import TrainConfig, learning_rate, make_optimizer
+    from llmcourse.train import TrainConfig, learning_rate, make_optimizer, optimizer_step
 
     cfg = TrainConfig(steps=200, batch_size=16, lr=2e-3, min_lr=2e-4, warmup=20,
                       weight_decay=0.0) if cfg is None else cfg
@@ -175,16 +175,9 @@ def finetune(model: Any, tokenizer: ChatTokenizer, conversations: Sequence[Seque
     for step in steps:
         picks = torch.randint(len(rendered), (cfg.batch_size,), generator=g).tolist()
         x, y = _batch([rendered[p] for p in picks], tokenizer.end_id)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg)
-        logits = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        losses.append(loss.item())
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
+        losses.append(optimizer_step(model, optimizer, [loss], learning_rate(step, cfg),
+                                     cfg.grad_clip))
         if on_step is not None:
             on_step(step, losses[-1])
     model.eval()

@@ -24,26 +24,28 @@ never unpickles anything either.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from llmcourse.checkpoint import load_checkpoint, save_checkpoint
+from llmcourse.checkpoint import load_resume_state, save_checkpoint, save_resume_state
 from llmcourse.gpt import GPT, GPTConfig, count_parameters, cross_entropy_loss
+from llmcourse.machine import machine_info, pick_device
 from llmcourse.metrics import HELDOUT_METHOD, heldout_nats_per_char
 from llmcourse.vocab import CharTokenizer, split_train_val
 
-__all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN", "get_batch", "learning_rate", "prepare_data", "train",
-           "pick_device", "machine_info", "main"]
+__all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN",
+           "get_batch", "learning_rate", "prepare_data", "make_optimizer", "optimizer_step",
+           "train", "main"]
 
 
 @dataclass
@@ -129,6 +131,28 @@ def learning_rate(step: int, cfg: TrainConfig, elapsed: float | None = None) -> 
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   losses: Iterable[torch.Tensor], lr: float, grad_clip: float = 0.0) -> float:
+    """One step of training, the same in every chapter that trains a network.
+
+    Set the learning rate, clear the previous step's gradients, backpropagate each loss of
+    ``losses`` (the parts of one batch: their gradients add up), clip the gradient's norm to
+    ``grad_clip`` (0: no clipping), and let the optimizer move the weights. Returns the sum of
+    the losses. ``losses`` may be a generator: each loss is computed only when it is needed.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for loss in losses:
+        loss.backward()
+        total += loss.item()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return total
+
+
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on the matrices of linear layers only."""
     decay, no_decay = [], []
@@ -141,94 +165,21 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 # --------------------------------------------------------------------------------------------
-# Where we run, and what we record about it
-# --------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA if present, then Apple's MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine and library versions, for the checkpoint's JSON."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__}
-    try:
-        info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    for lib in ("numpy", "safetensors"):
-        try:
-            info[lib] = __import__(lib).__version__
-        except ImportError:
-            pass
-    return info
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Resume state: optimizer moments and generator in safetensors, never pickle
-# --------------------------------------------------------------------------------------------
-
-
-def _save_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
-                 generator: torch.Generator, step: int, tokenizer: CharTokenizer,
-                 meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    save_checkpoint(path, model, tokenizer, meta)
-    tensors = {"generator_state": generator.get_state(), "step": torch.tensor([step]),
-               "torch_rng_state": torch.get_rng_state()}       # dropout's random numbers
-    names = {id(p): n for n, p in model.named_parameters()}
-    for p, state in optimizer.state.items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{key}/{names[id(p)]}"] = value.detach().cpu().contiguous().reshape(
-                    value.shape if value.dim() else (1,))
-    save_file(tensors, str(path.with_name(path.name + ".optim.safetensors")))
-
-
-def _load_resume(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
-                 generator: torch.Generator) -> tuple[int, dict]:
-    from safetensors.torch import load_file
-
-    loaded, _, meta = load_checkpoint(path)
-    model.load_state_dict(loaded.state_dict())
-    tensors = load_file(str(path.with_name(path.name + ".optim.safetensors")))
-    generator.set_state(tensors.pop("generator_state"))
-    step = int(tensors.pop("step")[0])
-    torch.set_rng_state(tensors.pop("torch_rng_state"))
-    params = dict(model.named_parameters())
-    for key_name, value in tensors.items():
-        key, name = key_name.split("/", 1)
-        p = params[name]
-        state = optimizer.state[p]
-        state[key] = value.reshape(()) if key == "step" else value.to(p.device)
-    return step, meta
-
-
-# --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+
+
+def _record_whole_run(best_json: Path, final: dict) -> None:
+    """The best checkpoint's JSON also records the whole run (its history, steps and times)."""
+    if not best_json.is_file():
+        return
+    record = json.loads(best_json.read_text(encoding="utf-8"))
+    record["meta"].update({k: final[k] for k in ("history", "steps_done", "wall_seconds",
+                                                 "cpu_seconds", "machine")})
+    record["meta"]["run_note"] = ("weights are from best_step; wall/cpu seconds and history "
+                                  "cover the whole run of steps_done steps")
+    best_json.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n",
+                         encoding="utf-8")
 
 
 def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
@@ -286,7 +237,7 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     if resume:
         if last is None or not last.with_name(last.name + ".json").is_file():
             raise FileNotFoundError(f"nothing to resume: {last}.json not found")
-        start_step, meta = _load_resume(last, model, optimizer, gen)
+        start_step, meta = load_resume_state(last, model, optimizer, gen)
         history = meta.get("history", [])
         best = min([h["heldout_loss"] for h in history] or [float("inf")])
         prior_wall = meta.get("wall_seconds", 0.0)
@@ -309,7 +260,8 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
                 "mean training loss (with dropout) over the steps since the previous evaluation",
             "history": history, "train_config": cfg.to_dict(),
             "parameters": count_parameters(model),
-            "data": {"name": "tinyshakespeare", "chars": len(text), "sha256": _sha256(text),
+            "data": {"name": "tinyshakespeare", "chars": len(text),
+                     "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                      "train_chars": cut, "heldout_chars": len(ids) - cut},
             "wall_seconds": round(prior_wall + time.perf_counter() - wall0, 1),
             "cpu_seconds": round(prior_cpu + time.process_time() - cpu0, 1),
@@ -327,24 +279,18 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     step = start_step
     while step < cfg.steps:
         lr = learning_rate(step, cfg, time.perf_counter() - wall0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         x, y = get_batch(train_ids, cfg.batch_size, model_config.block_size, gen)
         x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for k in range(cfg.grad_accum):
-            xb = x[k * micro:(k + 1) * micro].to(dev)
-            yb = y[k * micro:(k + 1) * micro].to(dev)
-            sync = (k == cfg.grad_accum - 1) or not distributed
-            ctx = ddp_model.no_sync() if not sync else _nullcontext()
-            with ctx:
-                loss = cross_entropy_loss(ddp_model(xb), yb) / cfg.grad_accum
-                loss.backward()
-            step_loss += loss.item()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+
+        def micro_losses():   # this process's slice in grad_accum parts; DDP averages the
+            for k in range(cfg.grad_accum):   # gradients of all processes at the last part
+                last_part = k == cfg.grad_accum - 1 or not distributed
+                with contextlib.nullcontext() if last_part else ddp_model.no_sync():
+                    part = slice(k * micro, (k + 1) * micro)
+                    logits = ddp_model(x[part].to(dev))
+                    yield cross_entropy_loss(logits, y[part].to(dev)) / cfg.grad_accum
+
+        step_loss = optimizer_step(model, optimizer, micro_losses(), lr, cfg.grad_clip)
         step += 1
         running += step_loss
         n_running += 1
@@ -369,7 +315,7 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
                 if out is not None:
                     if heldout < best:
                         save_checkpoint(out, model, tokenizer, meta_now(step))
-                    _save_resume(last, model, optimizer, gen, step, tokenizer, meta_now(step))
+                    save_resume_state(last, model, optimizer, gen, step, tokenizer, meta_now(step))
                 best = min(best, heldout)
                 if callback is not None:
                     callback(record)
@@ -377,29 +323,12 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
                 break
     if bar is not None:
         bar.close()
-    if out is not None and rank == 0:   # the final JSON also records the whole run's times
-        best_path = out.with_name(out.name + ".json")
-        if best_path.is_file():
-            record = json.loads(best_path.read_text(encoding="utf-8"))
-            final = meta_now(step)
-            record["meta"].update({k: final[k] for k in ("history", "steps_done", "wall_seconds",
-                                                         "cpu_seconds", "machine")})
-            record["meta"]["run_note"] = ("weights are from best_step; wall/cpu seconds and "
-                                          "history cover the whole run of steps_done steps")
-            best_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+    if out is not None and rank == 0:
+        _record_whole_run(out.with_name(out.name + ".json"), meta_now(step))
     result = {"model": model, "tokenizer": tokenizer, "history": history, "steps": step,
               "wall_seconds": prior_wall + time.perf_counter() - wall0,
               "cpu_seconds": prior_cpu + time.process_time() - cpu0, "meta": meta_now(step)}
     return result
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --------------------------------------------------------------------------------------------

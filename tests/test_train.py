@@ -11,7 +11,8 @@ import torch
 
 from llmcourse.checkpoint import load_checkpoint
 from llmcourse.gpt import GPTConfig
-from llmcourse.train import (TrainConfig, get_batch, learning_rate, pick_device, prepare_data,
+from llmcourse.machine import pick_device
+from llmcourse.train import (TrainConfig, get_batch, learning_rate, prepare_data,
                              train)
 
 ROOT = Path(__file__).resolve().parents[1]
