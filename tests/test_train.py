@@ -1,6 +1,5 @@
 """Tests for llmcourse.train: batches, schedule, a training step, resume, DDP under torchrun."""
 
-import json
 import os
 import subprocess
 import sys
