@@ -224,7 +224,7 @@ _IT_IS = re.compile(r"It is (-?\d+(?:\.\d+)?)\.")
 
 
 def grade_answer(example: Example, reply) -> tuple[bool, bool]:
-    """``(follows_the_format, is_right)`` for a model's reply (a :class:`llmcourse.chat.Reply`)
+    """``(follows_the_format, is_right)`` for a model's reply (a :class:`llmcourse.assistant.Reply`)
     to ``example``.
 
     The format: the reply ended its turn with ``<|end|>``; a speaker is a name in capitals; a

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from llmcourse.assistant import generate_reply
 from llmcourse.bpe import train_bpe
 from llmcourse.calculator import (MAX_DEPTH, MAX_EXPRESSION_LENGTH, CalculatorError,
                                   format_number, safe_calculate)
 from llmcourse.chat import (ASSISTANT, CALL, END, SPECIAL_TOKENS, ChatTokenizer,
-                            ConversationError, Turn, check_conversation, generate_reply,
+                            ConversationError, Turn, check_conversation,
                             parse_tool_call)
 from llmcourse.chat_data import (KINDS, SPEAKERS, Example, check_examples, grade_answer,
                                  make_conversations)
@@ -469,7 +470,7 @@ def test_check_examples_catches_a_wrong_answer(shakespeare):
 def test_grade_answer(shakespeare, tok):
     _, held_out = make_conversations(shakespeare)
     ex = next(e for e in held_out if e.kind == "arithmetic")
-    from llmcourse.chat import Reply
+    from llmcourse.assistant import Reply
     right = Reply(list(ex.conversation[1:]), [], True, None, [("x", ex.answer)])
     assert grade_answer(ex, right) == (True, True)
     no_call = Reply([{"role": "assistant", "content": f"It is {ex.answer}."}], [], True)
