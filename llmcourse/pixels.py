@@ -3,8 +3,8 @@
 Introduced in Chapter 1 (``chapters/01_pixel_network.ipynb``).
 
 The task is tiny on purpose. A display has 9 pixels, each +1 (white, lit) or -1 (black, dark),
-and shows one of four symbols: a vertical bar, a horizontal bar, a diagonal cross (an X) and a ring. The network
-reads the 9 numbers and answers with 4 probabilities, one per symbol.
+and shows one of four symbols: a vertical bar, a horizontal bar, a diagonal cross (an X) and a
+ring. The network reads the 9 numbers and answers with 4 probabilities, one per symbol.
 
 The network, in the order the numbers flow (``n`` displays at once, one per row)::
 
@@ -28,26 +28,10 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
-    "SYMBOL_NAMES",
-    "SYMBOLS",
-    "N_PIXELS",
-    "N_SYMBOLS",
-    "parse_display",
-    "as_displays",
-    "flip_pixels",
-    "noisy_dataset",
-    "train_val_split",
-    "best_possible_accuracy",
-    "nearest_symbol",
-    "softmax",
-    "cross_entropy",
-    "one_hot",
-    "PixelNet",
-    "train",
-    "TrainingHistory",
-    "accuracy",
-    "confusion_matrix",
-    "to_torch",
+    "SYMBOL_NAMES", "SYMBOLS", "N_PIXELS", "N_SYMBOLS", "parse_display", "as_displays",
+    "flip_pixels", "noisy_dataset", "train_val_split", "best_possible_accuracy",
+    "nearest_symbol", "softmax", "cross_entropy", "one_hot", "PixelNet", "train",
+    "TrainingHistory", "accuracy", "confusion_matrix", "to_torch",
 ]
 
 N_PIXELS = 9
@@ -344,8 +328,7 @@ def accuracy(net: PixelNet, X: Any, y: Any) -> float:
 
 def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int = N_SYMBOLS) -> np.ndarray:
     """Counts ``C[i, j]`` of displays of symbol ``i`` that were read as symbol ``j``."""
-    t = np.asarray(y_true, dtype=np.int64)
-    p = np.asarray(y_pred, dtype=np.int64)
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if t.shape != p.shape or t.ndim != 1:
         raise ValueError(f"y_true and y_pred must be 1-D of the same length, got shapes "
                          f"{t.shape} and {p.shape}")
@@ -374,10 +357,9 @@ def train(net: PixelNet, X: Any, y: Any, *, lr: float = 0.1, epochs: int = 30,
     """
     X, _ = as_displays(X, name="X")
     y = _labels(y, len(X))
-    if lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    if lr <= 0 or batch_size < 1 or epochs < 0:
+        raise ValueError(f"need lr > 0, batch_size >= 1 and epochs >= 0, got lr={lr}, "
+                         f"batch_size={batch_size}, epochs={epochs}")
     if X_val is not None:
         X_val, _ = as_displays(X_val, name="X_val")
         y_val = _labels(y_val, len(X_val))
@@ -407,14 +389,12 @@ def to_torch(net: PixelNet, dtype: Any = None) -> Any:
     from torch import nn
 
     dtype = dtype or torch.float64
-    layers: list[nn.Module] = []
+    linears = []
     for i in range(1, 4):
         W, b = net.params[f"W{i}"], net.params[f"b{i}"]
         lin = nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
         with torch.no_grad():
             lin.weight.copy_(torch.as_tensor(W.T, dtype=dtype))
             lin.bias.copy_(torch.as_tensor(b, dtype=dtype))
-        layers.append(lin)
-        if i < 3:
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
+        linears.append(lin)
+    return nn.Sequential(linears[0], nn.Tanh(), linears[1], nn.Tanh(), linears[2])

@@ -296,8 +296,10 @@ def test_confusion_matrix_counts(trained):
 
 def test_train_rejects_bad_arguments():
     X, y = pixels.noisy_dataset(10, seed=0)
-    with pytest.raises(ValueError, match="lr must be a positive number"):
+    with pytest.raises(ValueError, match="need lr > 0.*got lr=0,"):
         pixels.train(PixelNet(), X, y, lr=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        pixels.train(PixelNet(), X, y, batch_size=0)
     with pytest.raises(ValueError, match=r"labels must have shape \(10,\)"):
         pixels.train(PixelNet(), X, y[:5])
 
