@@ -33,14 +33,16 @@ Introduced in Chapter 4 (``chapters/04_embeddings.ipynb``).
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from dataclasses import dataclass, field
 from itertools import permutations
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+# A trained table and its look-ups (cosine similarity, nearest words, analogies) are the class
+# WordVectors, in llmcourse.word_vectors; imported here, where Chapter 4 uses it.
+from llmcourse.word_vectors import WordVectors, cosine_similarity  # noqa: E402
 
 __all__ = [
     "SPEAKER_LINE",
@@ -230,7 +232,6 @@ def train_skipgram(words: Sequence[str], dim: int = 50, window: int = 5, negativ
     every step.
     """
     import torch
-    import torch.nn.functional as F
 
     _check_words(words)
     for name, value in (("dim", dim), ("window", window), ("negatives", negatives),
@@ -267,19 +268,15 @@ def train_skipgram(words: Sequence[str], dim: int = 50, window: int = 5, negativ
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, desc="training skip-gram", unit=" steps", mininterval=0.5)
+
     def sgd_step(c, o, noise, rate: float) -> float:
         """One step on a batch of pairs: centers c (B,), contexts o (B,), noise words (B, K)."""
         v, u_pos, u_neg = w_in[c], w_out[o], w_out[noise]          # (B, d), (B, d), (B, K, d)
-        pos = (v * u_pos).sum(-1)                                  # (B,)
-        neg = (u_neg @ v.unsqueeze(-1)).squeeze(-1)                # (B, K)
-        loss = (F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()  # = negative_sampling_loss
-        # the gradients of negative_sampling_grads, from the scores computed above
-        g_pos = (torch.sigmoid(pos) - 1).unsqueeze(-1)             # (B, 1)
-        g_neg = torch.sigmoid(neg).unsqueeze(-1)                   # (B, K, 1)
-        w_in.index_add_(0, c, g_pos * u_pos + (g_neg * u_neg).sum(1), alpha=-rate)
-        w_out.index_add_(0, o, g_pos * v, alpha=-rate)
-        w_out.index_add_(0, noise.reshape(-1), (g_neg * v.unsqueeze(1)).reshape(-1, dim),
-                         alpha=-rate)
+        loss = negative_sampling_loss(v, u_pos, u_neg)
+        grad_v, grad_pos, grad_neg = negative_sampling_grads(v, u_pos, u_neg)
+        w_in.index_add_(0, c, grad_v, alpha=-rate)                 # plain SGD on the rows used
+        w_out.index_add_(0, o, grad_pos, alpha=-rate)
+        w_out.index_add_(0, noise.reshape(-1), grad_neg.reshape(-1, dim), alpha=-rate)
         return float(loss)
 
     threads_before = torch.get_num_threads()
@@ -303,104 +300,6 @@ def train_skipgram(words: Sequence[str], dim: int = 50, window: int = 5, negativ
         if bar is not None:
             bar.close()
     return WordVectors(vocab, w_in.numpy(), counts=counts, losses=losses)
-
-
-def cosine_similarity(a, b) -> float:
-    """``a . b / (|a| |b|)``: 1 for the same direction, 0 for perpendicular, -1 for opposite."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"cosine_similarity needs two vectors of the same length, got shapes "
-                         f"{a.shape} and {b.shape}")
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0:
-        raise ValueError("cosine_similarity is undefined for a zero vector")
-    return float(a @ b / norm)
-
-
-@dataclass
-class WordVectors:
-    """A vocabulary and one vector per word (row ``i`` of ``vectors`` belongs to ``vocab[i]``).
-
-    ``counts`` (how often each word occurred in training, if known) and ``losses`` (the training
-    loss curve, if trained here) are optional.
-    """
-
-    vocab: list[str]
-    vectors: np.ndarray
-    counts: np.ndarray | None = None
-    losses: list[float] = field(default_factory=list, repr=False)
-
-    def __post_init__(self):
-        self.vocab = list(self.vocab)
-        self.vectors = np.asarray(self.vectors, dtype=np.float32)
-        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.vocab):
-            raise ValueError(f"vectors must have one row per word: shape ({len(self.vocab)}, dim),"
-                             f" got {self.vectors.shape}")
-        self.index = {w: i for i, w in enumerate(self.vocab)}
-        if len(self.index) != len(self.vocab):
-            raise ValueError("vocab holds a word twice")
-        norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
-        self.unit = self.vectors / np.maximum(norms, 1e-12)  # rows of length 1, for cosines
-
-    def __repr__(self) -> str:
-        return f"WordVectors({len(self.vocab):,} words, {self.dim} dimensions)"
-
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    def __contains__(self, word) -> bool:
-        return word in self.index
-
-    @property
-    def dim(self) -> int:
-        return self.vectors.shape[1]
-
-    def _id(self, word: str) -> int:
-        if not isinstance(word, str):
-            raise TypeError(f"word must be a str, got {type(word).__name__}: {word!r}")
-        try:
-            return self.index[word]
-        except KeyError:
-            # suggestions from the 50,000 first (for GloVe: most frequent) words, to stay fast
-            close = difflib.get_close_matches(word.lower(), self.vocab[:50_000], n=5, cutoff=0.7)
-            hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise KeyError(f"{word!r} is not in the vocabulary ({len(self.vocab):,} words)"
-                           f"{hint}") from None
-
-    def __getitem__(self, word: str) -> np.ndarray:
-        return self.vectors[self._id(word)]
-
-    def similarity(self, w1: str, w2: str) -> float:
-        """The cosine similarity of two words' vectors."""
-        return float(self.unit[self._id(w1)] @ self.unit[self._id(w2)])
-
-    def nearest(self, vector, k: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` words whose vectors have the highest cosine with ``vector``, best first."""
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        vector = np.asarray(vector, dtype=np.float32)
-        if vector.shape != (self.dim,):
-            raise ValueError(f"vector must have shape ({self.dim},), got {vector.shape}")
-        cos = self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
-        skip = [self.index[w] for w in exclude if w in self.index]
-        cos[skip] = -np.inf
-        k = min(k, len(self.vocab) - len(set(skip)))
-        if k == 0:
-            return []
-        top = np.argpartition(-cos, k - 1)[:k] if k < len(cos) else np.arange(len(cos))
-        top = top[np.lexsort((top, -cos[top]))]  # best first; ties by vocabulary order
-        return [(self.vocab[i], float(cos[i])) for i in top[:k]]
-
-    def most_similar(self, word: str, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` nearest words to ``word`` by cosine similarity (``word`` itself excluded)."""
-        return self.nearest(self.vectors[self._id(word)], k, exclude=[word])
-
-    def analogy(self, a: str, b: str, c: str, k: int = 10) -> list[tuple[str, float]]:
-        """"``a`` is to ``b`` as ``c`` is to ?": the words nearest ``b - a + c`` (vectors of
-        length 1), with ``a``, ``b`` and ``c`` excluded. ``analogy("man", "king", "woman")``."""
-        ids = [self._id(w) for w in (a, b, c)]
-        target = self.unit[ids[1]] - self.unit[ids[0]] + self.unit[ids[2]]
-        return self.nearest(target, k, exclude=[a, b, c])
 
 
 def analogy_questions(pairs: Sequence[tuple[str, str]], vocab=None) -> list[tuple[str, str, str, str]]:
