@@ -100,7 +100,10 @@ def _is_own_class(obj: Any) -> bool:
         return True
     module = sys.modules.get(name or "")
     filename = getattr(module, "__file__", None)
-    return filename is not None and not _is_library_file(filename)
+    if filename is not None:
+        return not _is_library_file(filename)
+    # a module that is not registered (made by hand): judge the class by its methods' code
+    return module is None and any(_is_own_function(v) for v in vars(obj).values())
 
 
 def _qualname(obj: Any) -> str:
