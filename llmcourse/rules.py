@@ -37,6 +37,7 @@ import dis
 import functools
 import importlib
 import inspect
+import linecache
 import os
 import sys
 import sysconfig
@@ -223,6 +224,8 @@ class _Checker:
         self.uses: list[_Use] = []
         self.seen: set[int] = set()
         self.queue: list[tuple[Callable, str]] = []
+        self.cells: set[str] = set()
+        self.cell_functions: list[tuple[Callable, str]] = []
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -295,6 +298,7 @@ class _Checker:
                          ast.AsyncFunctionDef)) and n.name == func.__name__), tree)
             offset = func.__code__.co_firstlineno - 1
             _Visitor(self, func, where, node, offset).visit(node)
+            self.cell_functions.append((func, where))
         for value in (func.__defaults__ or ()) + tuple((func.__kwdefaults__ or {}).values()):
             self.check_object(value, where, None, "a default argument")
         for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
@@ -302,6 +306,23 @@ class _Checker:
                 self.check_object(cell.cell_contents, where, None, name)
             except ValueError:  # an empty cell
                 pass
+
+    def _check_cell(self, func: Callable, where: str) -> None:
+        """The values the cell (or file) that defines ``func`` computes at its top level: a table
+        of answers made there with the forbidden function is a use of it too."""
+        filename = func.__code__.co_filename
+        if filename in self.cells:
+            return
+        self.cells.add(filename)
+        try:
+            tree = ast.parse("".join(linecache.getlines(filename)))
+        except (SyntaxError, ValueError):
+            return
+        for statement in tree.body:
+            if isinstance(statement, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and statement.value:
+                visitor = _Visitor(self, func, _CELL, statement, 0)
+                visitor.bound = set()
+                visitor.visit(statement.value)
 
     def _check_bytecode(self, func: Callable, where: str) -> None:
         """No source (a function made by exec, say): the names its bytecode loads."""
@@ -342,13 +363,18 @@ class _Checker:
 
     def run(self, func: Callable, label: str) -> list[_Use]:
         self.queue.append((func, label))
-        while self.queue:
-            f, lab = self.queue.pop(0)
-            self.check_function(f, lab)
+        while self.queue or self.cell_functions:
+            while self.queue:
+                f, lab = self.queue.pop(0)
+                self.check_function(f, lab)
+            # after the functions, so that their uses come first
+            f, where = self.cell_functions.pop(0)
+            self._check_cell(f, where)
         return self.uses
 
 
 _MISSING = object()
+_CELL = "<the cell>"
 
 
 class _Visitor(ast.NodeVisitor):
@@ -463,6 +489,11 @@ class _Visitor(ast.NodeVisitor):
                     return
             return
         for i, attr in enumerate(chain):
+            if (isinstance(obj, types.ModuleType) and attr.startswith("_") and not
+                    attr.startswith("__") and _is_library_file(getattr(obj, "__file__", None))
+                    and rules.exec_rules):
+                self._use(node, f"{label}.{attr}", f"{obj.__name__}.{attr}", "private")
+                return
             try:
                 if isinstance(obj, (types.ModuleType, type)):
                     nxt = getattr(obj, attr)
@@ -519,6 +550,12 @@ def _describe(func: Callable, use: _Use) -> str:
     name = getattr(func, "__name__", "the function")
     name = "the function" if name == "<lambda>" else name
     inside = "" if use.function == name else f" (in {use.function}, which it calls)"
+    if use.function == _CELL:
+        inside = (" (in a value computed at the top of the cell that defines it; compare with the "
+                  "course's version in a cell of its own)")
+    if use.exec_rule == "private":
+        return (f"{name} uses {use.what}{inside}: this part does not allow the private functions "
+                f"of a library (a leading _: they are how the library does it for you).")
     if use.exec_rule:
         return (f"{name} uses {use.what}{inside}: this part does not allow running code from text "
                 f"or looking names up at run time (eval, exec, compile, __import__, globals ...).")

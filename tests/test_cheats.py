@@ -36,13 +36,6 @@ from llmcourse import attention
 from llmcourse.attention import causal_mask as cm
 
 
-def honest(n_queries, n_keys=None):
-    """Not attention.causal_mask: only the docstring says it (and a comment: @)."""
-    n_keys = n_queries if n_keys is None else n_keys
-    attention = torch.ones(n_queries, n_keys, dtype=torch.bool)  # a local named like the module
-    return torch.tril(attention, diagonal=n_keys - n_queries)
-
-
 def direct(n, k=None):
     return attention.causal_mask(n, k)
 
@@ -138,10 +131,6 @@ def softmax_method(scores):
     return scores.softmax(-1)
 
 
-def softmax_function(scores):
-    return torch.softmax(scores, dim=-1)
-
-
 def whitelist_eval(expression):
     if set(expression) <= set("0123456789+-*/(). "):
         return eval(expression)
@@ -155,12 +144,6 @@ def builtins_eval(expression):
 
 def compile_and_run(expression):
     return (lambda: None).__class__(compile(expression, "", "eval"), {})()
-
-
-def literal_tools(expression):
-    import ast
-    import re
-    return re.compile(r"\\d+").findall(expression), ast.parse(expression, mode="eval")
 
 
 def lookup_by_index(ids, table):
@@ -178,6 +161,45 @@ def lookup_by_take(ids, table):
     return np.take(table, ids, axis=0) + 0 * (np.eye(1) @ np.eye(1)).sum()
 
 
+_PRECOMPUTED = {n: attention.causal_mask(n) for n in range(1, 10)}
+
+
+def precomputed(n, k=None):
+    return _PRECOMPUTED[n]
+
+
+def private_function(x, w_q, w_k, w_v):
+    return torch._C._nn.scaled_dot_product_attention(x @ w_q, x @ w_k, x @ w_v, is_causal=True)
+
+
+def another_course_module(text):
+    from llmcourse import chat
+    return chat.parse_tool_call(text)[1]
+'''
+
+HONEST = '''
+import ast
+import re
+
+import numpy as np
+import torch
+
+
+def honest(n_queries, n_keys=None):
+    """Not attention.causal_mask: only the docstring says it (and a comment: @)."""
+    n_keys = n_queries if n_keys is None else n_keys
+    attention = torch.ones(n_queries, n_keys, dtype=torch.bool)  # a local named like the module
+    return torch.tril(attention, diagonal=n_keys - n_queries)
+
+
+def softmax_function(scores):
+    return torch.softmax(scores, dim=-1)
+
+
+def literal_tools(expression):
+    return re.compile(r"\\d+").findall(expression), ast.parse(expression, mode="eval")
+
+
 def lookup_by_product(ids, table):
     table = np.asarray(table, dtype=float)
     one_hot = np.zeros((len(ids), table.shape[0]))
@@ -192,20 +214,28 @@ def lookup_by_eye(ids, table):
 ATTENTION = ["llmcourse.attention", "torch.nn.functional.scaled_dot_product_attention"]
 
 
-@pytest.fixture(scope="module")
-def cheats(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cheats")
-    (folder / "learner_cheats.py").write_text(CHEATS)
-    spec = importlib.util.spec_from_file_location("learner_cheats", folder / "learner_cheats.py")
+def _module(folder, name, text):
+    (folder / f"{name}.py").write_text(text)
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+@pytest.fixture(scope="module")
+def cheats(tmp_path_factory):
+    return _module(tmp_path_factory.mktemp("cheats"), "learner_cheats", CHEATS)
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    return _module(tmp_path_factory.mktemp("honest"), "learner_honest", HONEST)
+
+
 @pytest.mark.parametrize("name", [
     "direct", "alias", "wrapped", "imported_inside", "module_imported_inside", "default_argument",
     "in_a_dict", "in_a_partial", "by_getattr", "by_instance", "by_lambda", "calls_exec_made",
-    "sdpa", "sdpa_full_name"])
+    "sdpa", "sdpa_full_name", "precomputed"])
 def test_a_forbidden_call_is_found_however_it_is_spelt(cheats, name):
     uses = find_uses(getattr(cheats, name), ATTENTION)
     assert uses, name
@@ -219,7 +249,7 @@ def test_dynamic_lookups_are_refused(cheats, name):
 
 
 def test_the_message_names_the_function_and_what_it_calls(cheats):
-    (line,) = find_uses(cheats.wrapped, ATTENTION)
+    line = find_uses(cheats.wrapped, ATTENTION)[0]
     assert line.startswith("wrapped uses attention.causal_mask (in _helper, which it calls): ")
     assert "llmcourse.attention" in line and "\n" not in line
     with pytest.raises(CheckFailed) as err:
@@ -228,11 +258,20 @@ def test_the_message_names_the_function_and_what_it_calls(cheats):
     assert first.startswith("alias uses cm (that is llmcourse.attention.causal_mask)"), first
 
 
-def test_allowed_code_and_lookalike_names_pass(cheats):
-    check_own_work(cheats.honest, ATTENTION)
-    check_own_work(cheats.softmax_function, ATTENTION)  # softmax is not this part
-    check_own_work(cheats.literal_tools, ["llmcourse.calculator"])  # re.compile is not compile
-    assert find_uses(cheats.softmax_function, ["torch.softmax", "torch.Tensor.softmax"])
+def test_private_functions_and_other_course_modules_are_refused(cheats):
+    uses = find_uses(cheats.private_function, ATTENTION)
+    assert uses and "private functions of a library" in uses[0], uses
+    uses = find_uses(cheats.another_course_module, ["llmcourse.calculator", "llmcourse"])
+    assert uses and uses[0].endswith("not to call llmcourse."), uses
+    lines = find_uses(cheats.precomputed, ATTENTION)
+    assert any("computed at the top of the cell that defines it" in line for line in lines), lines
+
+
+def test_allowed_code_and_lookalike_names_pass(honest, cheats):
+    check_own_work(honest.honest, ATTENTION)
+    check_own_work(honest.softmax_function, ATTENTION)  # softmax is not this part
+    check_own_work(honest.literal_tools, ["llmcourse.calculator"])  # re.compile is not compile
+    assert find_uses(honest.softmax_function, ["torch.softmax", "torch.Tensor.softmax"])
     assert find_uses(cheats.softmax_method, ["torch.softmax", "torch.Tensor.softmax"])
 
 
@@ -253,9 +292,9 @@ def test_code_execution_is_refused(cheats, name):
     assert find_uses(getattr(cheats, name), ["llmcourse.calculator"], allow_exec=True) == []
 
 
-def test_matrix_product_check_reads_code_not_text(cheats):
-    check_matrix_product(cheats.lookup_by_product, "table", "ids")
-    check_matrix_product(cheats.lookup_by_eye, "table", "ids")
+def test_matrix_product_check_reads_code_not_text(honest, cheats):
+    check_matrix_product(honest.lookup_by_product, "table", "ids")
+    check_matrix_product(honest.lookup_by_eye, "table", "ids")
     for name in ["lookup_by_index", "lookup_by_loop", "lookup_by_take"]:
         with pytest.raises(CheckFailed):
             check_matrix_product(getattr(cheats, name), "table", "ids")
