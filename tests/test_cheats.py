@@ -566,10 +566,23 @@ def test_exercise_7_and_8_reference_and_eval(tmp_path):
             def top_k_filter(logits, k):
                 return sampling.top_k_filter(np.asarray(logits, dtype=float), k).numpy()
             """,
+        "sample_next": """
+            def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
+                return sampling.sample_next_token(logits, temperature, top_k, top_p)
+            """,
+        "sample_generate": """
+            def sample_generate(next_logits, prompt_ids, max_new_tokens, block_size, rng,
+                                temperature=1.0, top_k=None, top_p=None, stop_id=None):
+                return generate(next_logits, prompt_ids, max_new_tokens, block_size, stop_id)
+            """,
     }, tmp_path)
     _assert_zero(results, "test_softmax_with_temperature", WRITE_IT, "torch", visible=True)
     _assert_zero(results, "test_top_k_filter", WRITE_IT, "llmcourse.sampling", visible=True)
-    _assert_rest_pass(results, {"test_softmax_with_temperature", "test_top_k_filter"})
+    _assert_zero(results, "test_sample_next", WRITE_IT, "llmcourse.sampling", visible=True)
+    _assert_zero(results, "test_sample_generate", visible=True)  # greedy only: other tokens
+    cheated = {"test_softmax_with_temperature", "test_top_k_filter", "test_sample_next",
+               "test_sample_generate"}
+    _assert_rest_pass(results, cheated)
 
     results = _grade_with("08_assistant", {
         "safe_calculate": """
