@@ -15,7 +15,7 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.bpe`     -- byte-pair encoding, fast and tiktoken-exact (Ch. 3)
 * :mod:`llmcourse.embeddings` -- word vectors: skip-gram with negative sampling, GloVe (Ch. 4)
 * :mod:`llmcourse.attention` -- scaled dot-product and multi-head causal self-attention (Ch. 5)
-* :mod:`llmcourse.copy_task` -- a copying task that attention learns and a fixed window cannot (Ch. 5)
+* :mod:`llmcourse.copy_task` -- looking a letter up: attention against a plain network (Ch. 5)
 * :mod:`llmcourse.gpt`     -- a small GPT: config, character tokenizer, model, checkpoints (Ch. 6)
 * :mod:`llmcourse.train`   -- training it: batches, schedule, evaluation, checkpoints, DDP (Ch. 6)
 * :mod:`llmcourse.sampling` -- greedy, temperature, top-k, top-p; generation with a KV cache (Ch. 7)
