@@ -17,7 +17,7 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.embeddings` -- word vectors: skip-gram with negative sampling, GloVe (Ch. 4)
 * :mod:`llmcourse.word_vectors` -- a table of word vectors and its look-ups: cosine, analogies (Ch. 4)
 * :mod:`llmcourse.attention` -- scaled dot-product and multi-head causal self-attention (Ch. 5)
-* :mod:`llmcourse.copy_task` -- a copying task that attention learns and a fixed window cannot (Ch. 5)
+* :mod:`llmcourse.copy_task` -- looking a letter up: attention against a plain network (Ch. 5)
 * :mod:`llmcourse.gpt`     -- a small GPT, the model and only the model (Ch. 6)
 * :mod:`llmcourse.train`   -- training it: batches, schedule, evaluation, checkpoints, DDP (Ch. 6)
 * :mod:`llmcourse.metrics` -- the held-out loss in nats per character (Ch. 6)

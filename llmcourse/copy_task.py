@@ -1,19 +1,28 @@
-"""A task that attention solves and a fixed window cannot: copying a word (introduced in Chapter 5).
+"""A task that needs attention to look things up by content (introduced in Chapter 5).
 
-Each example is a word of ``length`` random letters, then ``|``, then the same word again::
+Each example is a *story* of ``story`` different letters in random order, a bar ``|``, then a
+*piece* of the same story that starts at a random place::
 
-    kfqzmaxe|kfqzmaxe
+    kfqzmaxebrwdjotu|xebrwdj
+                      ^ after "x" comes "e": the letter that followed "x" in the story
 
-A model reads the symbols one by one and predicts the next one. In the first half the next letter
-is random, so nothing can predict it. In the second half the next symbol is always the one
-``length + 1`` positions back. A model that reads only the last few symbols (an n-gram, or the
-fixed-window network :class:`WindowMLP`) never sees that far and can only guess: one letter in 26.
-One layer of attention (:class:`AttentionOnlyLM`) learns to look exactly ``length + 1`` positions
-back, whatever the letters are, and copies the word almost perfectly.
+A model reads the symbols one by one and predicts the next one. The story and the first letter of
+the piece are random, so nothing can predict them and they are not scored. After that, every next
+letter is the one that followed the current letter in the story: to find it, a model must find
+*where the current letter occurred before* and copy what came after it. Where that is depends on
+the letters, not on a fixed distance: it lies between ``piece + 1`` and ``story`` positions back.
 
-The model here is deliberately minimal: token and position embeddings, attention layers from
-:mod:`llmcourse.attention` with a residual connection, and a linear readout. Chapter 6 adds the
-rest of the transformer.
+Two layers of attention solve this the way trained transformers do (an *induction head*, Olsson et
+al. 2022): in the first layer each position looks at the position before it and takes in which
+letter stood there; in the second the current letter looks for the position whose previous letter
+matches it, and copies that position's letter. A network that sees the whole sequence at once but
+has no attention (:class:`WindowMLP` with a window as long as the sequence) must learn a separate
+comparison for every pair of positions, and with as many parameters as the attention model it
+cannot.
+
+The attention model (:class:`AttentionOnlyLM`) is deliberately minimal: token and position
+embeddings, attention layers from :mod:`llmcourse.attention`, each added to its input (a residual
+connection), and a linear readout. Chapter 6 adds the rest of the transformer.
 """
 
 from __future__ import annotations
@@ -24,9 +33,9 @@ from torch.nn import functional as F
 
 from .attention import CausalSelfAttention, record_attention
 
-__all__ = ["ALPHABET", "SEP", "CopyTask", "AttentionOnlyLM", "WindowMLP",
-           "n_parameters", "train_next_token", "copy_accuracy",
-           "attention_for_word"]
+__all__ = ["ALPHABET", "SEP", "IGNORE", "CopyTask", "AttentionOnlyLM", "WindowMLP",
+           "n_parameters", "train_next_token", "copy_accuracy", "accuracy_by_distance",
+           "attention_for_example"]
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 SEP = "|"
@@ -34,21 +43,31 @@ IGNORE = -100  # targets with this value are not scored (F.cross_entropy's ignor
 
 
 class CopyTask:
-    """Random words to copy: ``word | word``, as token ids.
+    """Stories to look things up in: ``story | piece``, as token ids.
 
-    Symbols: the letters of ``alphabet`` (ids ``0 .. len(alphabet) - 1``), then ``|``.
-    A model reads ``inputs`` (the sequence without its last symbol) and predicts ``targets`` (the
-    sequence shifted by one); targets in the first half, which nothing can predict, are set to
-    ``-100`` so that training and scoring skip them.
+    Symbols: the letters of ``alphabet`` (ids ``0 .. len(alphabet) - 1``), then ``|``. A story is
+    ``story`` different letters; the piece is ``piece + 1`` consecutive letters of the story,
+    starting at a random place. A model reads ``inputs`` (the example without its last symbol)
+    and predicts ``targets`` (the example shifted by one); the targets nothing can predict (the
+    story, and the first letter of the piece) are set to ``-100`` so that training and scoring
+    skip them, which leaves ``piece`` scored targets per example.
     """
 
-    def __init__(self, length: int = 8, alphabet: str = ALPHABET) -> None:
-        if not isinstance(length, int) or length < 1:
-            raise ValueError(f"length must be a positive int, got {length!r}")
-        if len(set(alphabet)) != len(alphabet) or not alphabet or SEP in alphabet:
+    def __init__(self, story: int = 16, piece: int = 6, alphabet: str = ALPHABET) -> None:
+        if not isinstance(alphabet, str) or not alphabet or len(set(alphabet)) != len(alphabet) \
+                or SEP in alphabet:
             raise ValueError(f"alphabet must be distinct symbols without {SEP!r}, got "
                              f"{alphabet!r}")
-        self.length = length
+        for name, value in (("story", story), ("piece", piece)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if story > len(alphabet):
+            raise ValueError(f"story must be at most {len(alphabet)} (the letters in the "
+                             f"alphabet), got {story}")
+        if piece + 1 >= story:
+            raise ValueError(f"piece + 1 must be shorter than the story, got piece={piece} and "
+                             f"story={story}")
+        self.story, self.piece = story, piece
         self.symbols = alphabet + SEP
         self.n_letters = len(alphabet)
         self.sep_id = self.n_letters
@@ -60,39 +79,54 @@ class CopyTask:
 
     @property
     def seq_len(self) -> int:
-        """The length of a model's input: ``2 * length`` (the last symbol is never an input)."""
-        return 2 * self.length
+        """The length of a model's input: ``story + 1 + piece`` (the last symbol is never read)."""
+        return self.story + 1 + self.piece
 
-    def encode(self, word: str) -> list[int]:
-        """The whole example for ``word`` as ids: ``word | word`` (``2 * length + 1`` ids)."""
-        if not isinstance(word, str):
-            raise TypeError(f"word must be a str, got {type(word).__name__}")
-        if len(word) != self.length:
-            raise ValueError(f"word must have {self.length} letters, got {len(word)}: {word!r}")
-        unknown = sorted(set(word) - set(self.symbols[:self.n_letters]))
+    @property
+    def distances(self) -> range:
+        """How far back the letter to copy can lie: ``piece + 1 .. story`` positions."""
+        return range(self.piece + 1, self.story + 1)
+
+    def encode(self, example: str) -> list[int]:
+        """``"story|piece"`` as ids, what a model reads (at most :attr:`seq_len` symbols). The
+        story must be ``story`` different letters of the alphabet, the piece 1 to ``piece``
+        consecutive letters of the story that stop before its last letter (nothing follows it)."""
+        if not isinstance(example, str):
+            raise TypeError(f"example must be a str 'story|piece', got {type(example).__name__}")
+        if example.count(SEP) != 1:
+            raise ValueError(f"example must be 'story{SEP}piece' with one {SEP!r}, got {example!r}")
+        story, piece = example.split(SEP)
+        letters = self.symbols[:self.n_letters]
+        unknown = sorted(set(story + piece) - set(letters))
         if unknown:
-            raise ValueError(f"word may use only the letters {self.symbols[:self.n_letters]!r}, "
-                             f"got {unknown}")
-        half = [self._index[c] for c in word]
-        return half + [self.sep_id] + half
+            raise ValueError(f"example may use only the letters {letters!r} and one {SEP!r}, got "
+                             f"{unknown}")
+        if len(story) != self.story or len(set(story)) != len(story):
+            raise ValueError(f"the story must have {self.story} different letters, got "
+                             f"{len(story)} letters ({len(set(story))} different): {story!r}")
+        if not 1 <= len(piece) <= self.piece or piece not in story[:-1]:
+            raise ValueError(f"the piece must be 1 to {self.piece} consecutive letters of the "
+                             f"story {story!r} before its last letter, got {piece!r}")
+        return [self._index[c] for c in example]
 
     def decode(self, ids) -> str:
         return "".join(self.symbols[int(i)] for i in ids)
 
-    def split(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whole examples ``(B, 2L + 1)`` -> ``inputs (B, 2L)`` and ``targets (B, 2L)``."""
-        inputs, targets = sequences[:, :-1], sequences[:, 1:].clone()
-        targets[:, : self.length] = IGNORE          # the first half and the "|": unpredictable
-        return inputs, targets
-
     def sample(self, n: int, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random examples; every letter is drawn independently, all equally likely."""
+        """``n`` random examples as ``inputs (n, seq_len)`` and ``targets (n, seq_len)``: every
+        story equally likely, every start of the piece equally likely."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        half = torch.randint(0, self.n_letters, (n, self.length), generator=generator)  # (n, L)
+        letters = torch.rand(n, self.n_letters, generator=generator).argsort(dim=1)
+        story = letters[:, :self.story]                                           # (n, S), distinct
+        start = torch.randint(0, self.story - self.piece, (n, 1), generator=generator)
+        piece = story.gather(1, start + torch.arange(self.piece + 1))             # (n, P + 1)
         sep = torch.full((n, 1), self.sep_id)
-        return self.split(torch.cat([half, sep, half], dim=1))                         # (n, 2L+1)
+        sequences = torch.cat([story, sep, piece], dim=1)                         # (n, S + P + 2)
+        inputs, targets = sequences[:, :-1], sequences[:, 1:].clone()
+        targets[:, : self.story + 1] = IGNORE      # the story and the piece's first letter
+        return inputs, targets
 
 
 class AttentionOnlyLM(nn.Module):
@@ -134,10 +168,12 @@ class AttentionOnlyLM(nn.Module):
 
 
 class WindowMLP(nn.Module):
-    """The baseline: predicts the next symbol from the last ``window`` symbols only.
+    """The baseline without attention: predicts the next symbol from the last ``window`` symbols.
 
-    Their embeddings are concatenated (zeros before the start) and fed to a network with one
-    hidden layer, like Chapter 1's. ``(B, T)`` ids -> ``(B, T, vocab_size)`` logits.
+    With ``window`` as long as the input (``task.seq_len``) it sees every symbol before the
+    position it predicts, the same context as attention: a *full-context* network. The symbols'
+    embeddings are concatenated (zeros before the start) and fed to a network with one hidden
+    layer, like Chapter 1's. ``(B, T)`` ids -> ``(B, T, vocab_size)`` logits.
     """
 
     def __init__(self, vocab_size: int, window: int = 4, d_embed: int = 16, hidden: int = 64):
@@ -196,18 +232,41 @@ def train_next_token(model: nn.Module, task: CopyTask, steps: int = 600, batch_s
 
 
 @torch.no_grad()
-def copy_accuracy(model: nn.Module, task: CopyTask, n: int = 1000, seed: int = 1) -> float:
-    """The share of copied letters the model predicts right (its most likely symbol counts), on
-    ``n`` fresh examples. Guessing scores ``1 / 26``."""
+def _predictions(model: nn.Module, task: CopyTask, n: int, seed: int):
     inputs, targets = task.sample(n, torch.Generator().manual_seed(seed))
-    predicted = model(inputs).argmax(dim=-1)                         # (n, 2L)
+    was_training = model.training
+    model.eval()
+    predicted = model(inputs).argmax(dim=-1)                         # (n, seq_len)
+    model.train(was_training)
+    return predicted, targets
+
+
+def copy_accuracy(model: nn.Module, task: CopyTask, n: int = 1000, seed: int = 12345) -> float:
+    """The share of scored letters the model predicts right (its most likely symbol counts), on
+    ``n`` fresh examples (the seed differs from training's). A blind guess among the story's
+    other letters scores ``1 / (story - 1)``."""
+    predicted, targets = _predictions(model, task, n, seed)
     scored = targets != IGNORE
     return (predicted[scored] == targets[scored]).float().mean().item()
 
 
-def attention_for_word(model: AttentionOnlyLM, task: CopyTask, word: str
-                       ) -> tuple[list[str], torch.Tensor]:
-    """The symbols the model reads for ``word`` (``word|word`` without its last letter) and its
-    attention weights on them, ``(n_layers, n_heads, T, T)``."""
-    ids = torch.tensor([task.encode(word)[:-1]])                     # (1, 2L)
-    return list(task.decode(ids[0])), model.attention_maps(ids)[:, 0]
+def accuracy_by_distance(model: nn.Module, task: CopyTask, n: int = 1000, seed: int = 12345
+                         ) -> dict[int, float]:
+    """Accuracy for each distance back to the letter to copy: ``{distance: share right}`` over
+    :attr:`CopyTask.distances`, on the same ``n`` examples as :func:`copy_accuracy`."""
+    predicted, targets = _predictions(model, task, n, seed)
+    inputs, _ = task.sample(n, torch.Generator().manual_seed(seed))
+    # the piece starts at story[start]; every scored target of an example lies story - start back
+    start = (inputs[:, : task.story] == inputs[:, task.story + 1: task.story + 2]).int().argmax(1)
+    distance = (task.story - start).unsqueeze(1).expand_as(targets)   # (n, seq_len)
+    scored = targets != IGNORE
+    right = predicted == targets
+    return {d: right[scored & (distance == d)].float().mean().item() for d in task.distances}
+
+
+def attention_for_example(model: AttentionOnlyLM, task: CopyTask, example: str
+                          ) -> tuple[list[str], torch.Tensor]:
+    """The symbols of ``example`` (``"story|piece"``) and the model's attention weights on them,
+    ``(n_layers, n_heads, T, T)``: the model reads the whole example."""
+    ids = torch.tensor([task.encode(example)])                       # (1, T)
+    return list(example), model.attention_maps(ids)[:, 0]

@@ -300,12 +300,15 @@ def show_compact(fig=None) -> None:
 # --- Chapter 5: attention weights -----------------------------------------------------------------
 
 def plot_attention(weights, queries, keys=None, ax=None, title: str | None = None,
-                   colorbar: bool = False, annotate: bool = False):
+                   colorbar: bool = False, annotate: bool = False, mask=None):
     """One attention map: row ``i`` holds the weights query ``i`` gives to each key.
 
     ``weights`` is ``(T_q, T_k)`` (a tensor or an array); ``queries`` and ``keys`` label the rows
-    and columns (``keys`` defaults to ``queries``). Darker is more weight; a masked pair has
-    weight 0. ``annotate=True`` writes each weight in its cell (for small maps). Returns the figure.
+    and columns (``keys`` defaults to ``queries``). Darker is more weight. ``mask`` (optional,
+    boolean ``(T_q, T_k)``, True where a query may look, as :func:`llmcourse.attention.causal_mask`
+    gives) draws the pairs it hides in hatched grey, so that a masked pair is told apart from a
+    pair that may be looked at but gets weight 0 (white). ``annotate=True`` writes each weight in
+    its cell (for small maps; masked cells stay blank). Returns the figure.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -320,7 +323,18 @@ def plot_attention(weights, queries, keys=None, ax=None, title: str | None = Non
         fig, ax = plt.subplots(figsize=(side + (0.8 if colorbar else 0), side))
     else:
         fig = ax.figure
-    image = ax.imshow(w, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    hidden = np.zeros(w.shape, dtype=bool)
+    if mask is not None:
+        allowed = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
+        if allowed.shape != w.shape or allowed.dtype != bool:
+            raise ValueError(f"mask must be a boolean array of shape {w.shape} (True where a "
+                             f"query may look), got {allowed.dtype} of shape {allowed.shape}")
+        hidden = ~allowed
+    image = ax.imshow(np.ma.masked_where(hidden, w), cmap="Blues", vmin=0, vmax=1,
+                      interpolation="nearest")
+    for i, j in zip(*np.nonzero(hidden)):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#c8c8c8",
+                                   edgecolor="#9a9a9a", hatch="///", linewidth=0))
     ax.grid(False)
     ax.set_xticks(range(len(keys)), [str(k) for k in keys],
                   rotation=0 if max(len(str(k)) for k in keys) <= 2 else 60,
@@ -332,6 +346,8 @@ def plot_attention(weights, queries, keys=None, ax=None, title: str | None = Non
     if annotate:
         for i in range(w.shape[0]):
             for j in range(w.shape[1]):
+                if hidden[i, j]:
+                    continue
                 ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if w[i, j] > 0.6 else "#222222")
     if colorbar:
@@ -342,8 +358,9 @@ def plot_attention(weights, queries, keys=None, ax=None, title: str | None = Non
 
 
 def plot_attention_heads(maps, tokens, titles=None, suptitle: str | None = None,
-                         annotate: bool = False):
-    """One attention map per head, side by side: ``maps`` is ``(n_heads, T, T)``."""
+                         annotate: bool = False, mask=None):
+    """One attention map per head, side by side: ``maps`` is ``(n_heads, T, T)``; ``mask`` as in
+    :func:`plot_attention`, shared by every head."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -354,7 +371,7 @@ def plot_attention_heads(maps, tokens, titles=None, suptitle: str | None = None,
     side = 0.22 * len(tokens) + 1.6
     fig, axes = plt.subplots(1, n, figsize=(side * n + 0.2, side + 0.3), squeeze=False)
     for h, ax in enumerate(axes[0]):
-        plot_attention(m[h], tokens, ax=ax, annotate=annotate,
+        plot_attention(m[h], tokens, ax=ax, annotate=annotate, mask=mask,
                        title=titles[h] if titles is not None else f"head {h + 1}")
         if h > 0:
             ax.set_ylabel("")

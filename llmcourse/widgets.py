@@ -161,9 +161,13 @@ def pixel_grid_widget(net: Any, display: Any = None) -> PixelGridWidget:
 
 # --- Chapter 5: attention maps --------------------------------------------------------------------
 
-def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "") -> str:
+def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "",
+                       mask=None) -> str:
     """An attention map as an HTML table: one row per query, one column per key, darker cells
-    for more weight (each cell's tooltip gives the weight). Light enough for a web page."""
+    for more weight (each cell's tooltip gives the weight). Light enough for a web page.
+
+    ``mask`` (optional, boolean, True where a query may look) draws the hidden pairs grey, so that
+    they are told apart from a weight of 0 (white)."""
     from html import escape
 
     from matplotlib import colormaps
@@ -172,6 +176,13 @@ def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "")
     keys = list(queries) if keys is None else list(keys)
     if w.shape != (len(queries), len(keys)):
         raise ValueError(f"weights must have shape ({len(queries)}, {len(keys)}), got {w.shape}")
+    hidden = np.zeros(w.shape, dtype=bool)
+    if mask is not None:
+        allowed = np.asarray(mask)
+        if allowed.shape != w.shape or allowed.dtype != bool:
+            raise ValueError(f"mask must be a boolean array of shape {w.shape}, got "
+                             f"{allowed.dtype} of shape {allowed.shape}")
+        hidden = ~allowed
     cmap = colormaps["Blues"]
     cell = "width:22px;height:22px;padding:0;border:1px solid #fcfcfc"
     label = "padding:0 4px;font-family:monospace;color:#222;background:#fcfcfc"
@@ -181,6 +192,10 @@ def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "")
     for i, q in enumerate(queries):
         tds = []
         for j in range(len(keys)):
+            if hidden[i, j]:
+                tds.append(f'<td style="{cell};background:#c8c8c8" title="{escape(str(q))} -> '
+                           f'{escape(str(keys[j]))}: masked"></td>')
+                continue
             r, g, b, _ = cmap(float(np.clip(w[i, j], 0.0, 1.0)))
             colour = f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
             tds.append(f'<td style="{cell};background:{colour}" '
@@ -191,14 +206,16 @@ def attention_map_html(weights: np.ndarray, queries, keys=None, title: str = "")
     return (f"<div style='background:#fcfcfc;color:#222;padding:6px'>{head}"
             f"<table style='border-collapse:collapse'>{''.join(rows)}</table>"
             "<div style='font-size:85%;margin-top:4px'>rows: the query (looking); columns: the key "
-            "(looked at); darker = more weight</div></div>")
+            "(looked at); darker = more weight" + ("; grey = masked" if hidden.any() else "")
+            + "</div></div>")
 
 
 class AttentionMapWidget:
     """Pick a sentence, a layer and a head; see that head's attention map.
 
     ``attention(sentence)`` returns ``(tokens, maps)``: the sentence's tokens (strings) and the
-    weights of every layer and head, shape ``(n_layers, n_heads, T, T)``. It may raise
+    weights of every layer and head, shape ``(n_layers, n_heads, T, T)``, of causal attention (the
+    map draws the future, which the mask hides, in grey). It may raise
     ``ValueError`` for a sentence it cannot take; the widget then shows the message and keeps the
     last map.
 
@@ -278,7 +295,9 @@ class AttentionMapWidget:
 
     def _draw(self) -> None:
         title = f"{self.sentence.value!r}: layer {self.layer.value + 1}, head {self.head.value + 1}"
-        self.map.value = attention_map_html(self.weights, self.tokens, title=title)
+        may_look = np.tri(len(self.tokens), dtype=bool)     # causal: row i sees 0..i
+        self.map.value = attention_map_html(self.weights, self.tokens, title=title,
+                                            mask=may_look)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -296,7 +315,7 @@ def attention_map_widget(attention: Callable[[str], tuple[Any, Any]], sentences:
     """A sentence box, a layer menu and a head menu above the chosen head's attention map.
 
     ``attention(sentence) -> (tokens, maps)`` with ``maps`` of shape ``(n_layers, n_heads, T, T)``
-    (for example :func:`llmcourse.copy_task.attention_for_word` with its model and task fixed).
+    (for example :func:`llmcourse.copy_task.attention_for_example` with its model and task fixed).
     """
     if not callable(attention):
         raise TypeError(f"attention must be a function sentence -> (tokens, maps), got "

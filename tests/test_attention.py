@@ -249,20 +249,31 @@ def test_dropout_is_used_in_training_only():
 def test_copy_task_examples():
     from llmcourse.copy_task import IGNORE, CopyTask
 
-    task = CopyTask(length=4)
-    assert task.vocab_size == 27 and task.seq_len == 8
-    ids = task.encode("abcd")
-    assert task.decode(ids) == "abcd|abcd" and len(ids) == 9
-    inputs, targets = task.sample(5, torch.Generator().manual_seed(0))
-    assert inputs.shape == targets.shape == (5, 8)
-    assert (targets[:, :4] == IGNORE).all()
-    assert torch.equal(targets[:, 4:], inputs[:, :4])        # the second half copies the first
-    assert (inputs[:, 4] == task.sep_id).all()
-    for bad, message in [("abc", "must have 4 letters, got 3"), ("abC!", r"\['!', 'C'\]")]:
+    task = CopyTask(story=8, piece=3)
+    assert task.vocab_size == 27 and task.seq_len == 12 and list(task.distances) == [4, 5, 6, 7, 8]
+    ids = task.encode("abcdefgh|cde")
+    assert task.decode(ids) == "abcdefgh|cde" and len(ids) == 12
+    inputs, targets = task.sample(50, torch.Generator().manual_seed(0))
+    assert inputs.shape == targets.shape == (50, 12)
+    assert (targets[:, :9] == IGNORE).all() and (targets[:, 9:] >= 0).all()
+    assert (inputs[:, 8] == task.sep_id).all()
+    for story, piece, target in zip(inputs[:, :8], inputs[:, 9:], targets[:, 9:]):
+        assert len(set(story.tolist())) == 8                     # the story's letters differ
+        start = story.tolist().index(piece[0].item())
+        assert torch.equal(piece, story[start:start + 3])        # the piece is a run of the story
+        assert torch.equal(target, story[start + 1:start + 4])   # the letter after each one
+    for bad, message in [("abcdefg|cd", "story must have 8 different letters, got 7"),
+                         ("abcdefgg|cd", r"got 8 letters \(7 different\)"),
+                         ("abcdefgh|ce", "consecutive letters of the story"),
+                         ("abcdefgh|gh", "before its last letter"),
+                         ("abcdefgh|cdef", "1 to 3 consecutive"),
+                         ("abcdefgh", "one '\\|'"), ("abCdefgh|d", r"\['C'\]")]:
         with pytest.raises(ValueError, match=message):
             task.encode(bad)
-    with pytest.raises(ValueError, match="length must be a positive int"):
-        CopyTask(0)
+    with pytest.raises(ValueError, match="piece \\+ 1 must be shorter than the story"):
+        CopyTask(story=4, piece=3)
+    with pytest.raises(ValueError, match="story must be a positive int"):
+        CopyTask(story=0)
 
 
 @pytest.fixture(scope="module")
@@ -271,62 +282,91 @@ def copy_models():
                                      train_next_token)
 
     torch.set_num_threads(1)
-    task = CopyTask(length=8)
+    task = CopyTask(story=16, piece=6)
     torch.manual_seed(0)
-    model = AttentionOnlyLM(task.vocab_size, task.seq_len, d_model=32, n_heads=2)
-    train_next_token(model, task, steps=200, seed=0)
+    model = AttentionOnlyLM(task.vocab_size, task.seq_len, d_model=32, n_heads=2, n_layers=2)
+    train_next_token(model, task, steps=400, seed=0)
     torch.manual_seed(0)
-    baseline = WindowMLP.with_parameters(n_parameters(model), task.vocab_size, window=4)
-    train_next_token(baseline, task, steps=200, seed=0)
+    baseline = WindowMLP.with_parameters(n_parameters(model), task.vocab_size,
+                                         window=task.seq_len, d_embed=8)
+    train_next_token(baseline, task, steps=400, seed=0)
     return task, model, baseline
 
 
-def test_attention_copies_and_the_window_network_guesses(copy_models):
-    from llmcourse.copy_task import copy_accuracy, n_parameters
+def test_attention_looks_up_and_the_full_context_network_does_not(copy_models):
+    from llmcourse.copy_task import accuracy_by_distance, copy_accuracy, n_parameters
 
     task, model, baseline = copy_models
+    assert baseline.window == task.seq_len                      # it sees the whole input
     assert abs(n_parameters(baseline) - n_parameters(model)) < 0.02 * n_parameters(model)
-    assert copy_accuracy(model, task) >= 0.95
-    chance = 1 / 26
-    assert abs(copy_accuracy(baseline, task) - chance) < 0.02
+    assert copy_accuracy(model, task) >= 0.97
+    assert copy_accuracy(baseline, task) < 0.25
+    by_distance = accuracy_by_distance(model, task)
+    assert list(by_distance) == list(task.distances)
+    assert min(by_distance.values()) >= 0.9                      # at every distance
+    assert max(accuracy_by_distance(baseline, task).values()) < 0.3
 
 
-def test_the_trained_model_looks_back_to_the_letter_it_copies(copy_models):
-    from llmcourse.copy_task import attention_for_word
+def test_accuracy_by_distance_counts_each_example_once():
+    from llmcourse.copy_task import CopyTask, accuracy_by_distance, copy_accuracy
+
+    task = CopyTask(story=6, piece=2)
+
+    class Oracle(torch.nn.Module):                               # predicts the right letter
+        def forward(self, idx):
+            logits = torch.zeros(*idx.shape, task.vocab_size)
+            for b, row in enumerate(idx.tolist()):
+                story = row[:task.story]
+                for t in range(task.story + 1, len(row)):
+                    logits[b, t, story[story.index(row[t]) + 1]] = 1.0
+            return logits
+
+    assert copy_accuracy(Oracle(), task, n=50) == 1.0
+    assert accuracy_by_distance(Oracle(), task, n=50) == {3: 1.0, 4: 1.0, 5: 1.0, 6: 1.0}
+
+
+def test_the_second_layer_looks_at_the_letter_to_copy(copy_models):
+    from llmcourse.copy_task import attention_for_example
 
     task, model, _ = copy_models
-    tokens, maps = attention_for_word(model, task, "notebook")
-    assert "".join(tokens) == "notebook|noteboo"
-    assert maps.shape == (1, 2, 16, 16)
-    combined = maps[0].sum(0)                                  # both heads together
-    for p in range(8, 16):                                     # the copy half
-        assert combined[p].argmax().item() == p - 8
+    example = "kfqzmaxebrwdjotu|maxebr"
+    tokens, maps = attention_for_example(model, task, example)
+    assert "".join(tokens) == example
+    assert maps.shape == (2, 2, 23, 23)
+    story = example[:16]
+    first = maps[0].sum(0)                                     # layer 1, both heads
+    for p in range(1, 16):                                     # over the story: the previous one
+        assert first[p].argmax().item() == p - 1
+    second = maps[1].sum(0)
+    for p in range(17, 23):                                    # the piece: the letter after its own
+        assert second[p].argmax().item() == story.index(example[p]) + 1
 
 
 # --- the widget and the plots --------------------------------------------------------------------
 
 def test_attention_widget_follows_the_reader(copy_models):
-    from llmcourse.copy_task import attention_for_word
+    from llmcourse.copy_task import attention_for_example
     from llmcourse.widgets import attention_map_widget
 
     task, model, _ = copy_models
-    words = ["notebook", "language"]
-    widget = attention_map_widget(lambda w: attention_for_word(model, task, w), words,
-                                  n_layers=1, n_heads=2)
-    assert widget.tokens == list("notebook|noteboo")
-    assert np.allclose(widget.weights, attention_for_word(model, task, "notebook")[1][0, 0])
-    widget.select(head=1)
-    assert np.allclose(widget.weights, attention_for_word(model, task, "notebook")[1][0, 1])
-    assert "head 2" in widget.map.value and "<table" in widget.map.value
-    widget.set_sentence("language")
-    assert widget.tokens == list("language|languag") and widget.message.value == ""
-    widget.set_sentence("no")                                  # a reader typing: not 8 letters
-    assert "must have 8 letters" in widget.message.value
-    assert widget.tokens == list("language|languag")          # the last map stays
+    examples = ["kfqzmaxebrwdjotu|maxebr", "abcdefghijklmnop|hij"]
+    widget = attention_map_widget(lambda e: attention_for_example(model, task, e), examples,
+                                  n_layers=2, n_heads=2)
+    assert widget.tokens == list(examples[0])
+    assert np.allclose(widget.weights, attention_for_example(model, task, examples[0])[1][0, 0])
+    widget.select(layer=1, head=1)
+    assert np.allclose(widget.weights, attention_for_example(model, task, examples[0])[1][1, 1])
+    assert "layer 2, head 2" in widget.map.value and "<table" in widget.map.value
+    assert widget.map.value.count("masked\"") == 23 * 22 // 2  # the future, drawn grey
+    widget.set_sentence(examples[1])
+    assert widget.tokens == list(examples[1]) and widget.message.value == ""
+    widget.set_sentence("abc|a")                               # a reader typing: story too short
+    assert "story must have 16 different letters" in widget.message.value
+    assert widget.tokens == list(examples[1])                  # the last map stays
     with pytest.raises(ValueError, match="head must be 0..1, got 2"):
         widget.select(head=2)
     with pytest.raises(TypeError, match="attention must be a function"):
-        attention_map_widget("not a function", words, 1, 2)
+        attention_map_widget("not a function", examples, 1, 2)
 
 
 def test_widget_with_several_layers_and_a_bad_attention_function():
@@ -361,3 +401,28 @@ def test_attention_plots():
     fig = plot_attention_heads(np.stack([w[:, :3]] * 2), ["a", "b", "c"])
     assert [a.get_title() for a in fig.axes] == ["head 1", "head 2"]
     plt.close(fig)
+
+
+def test_masked_cells_are_drawn_apart_from_zero_weight():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmcourse.attention import causal_mask
+    from llmcourse.plots import plot_attention
+    from llmcourse.widgets import attention_map_html
+
+    w = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])  # a zero that may be seen
+    fig = plot_attention(w, ["a", "b", "c"], annotate=True, mask=causal_mask(3))
+    ax = fig.axes[0]
+    image = ax.images[0].get_array()
+    assert image.mask.tolist() == (~causal_mask(3)).tolist()   # the future is not painted as 0
+    assert len(ax.patches) == 3                                # ... but hatched grey
+    assert sorted(t.get_text() for t in ax.texts) == ["0.00"] * 2 + ["0.50"] * 2 + ["1.00"] * 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"mask must be a boolean array of shape \(3, 3\)"):
+        plot_attention(w, ["a", "b", "c"], mask=np.ones((3, 3)))
+    html = attention_map_html(w.numpy(), ["a", "b", "c"], mask=causal_mask(3).numpy())
+    assert html.count('masked"') == 3 and "grey = masked" in html
+    assert "masked" not in attention_map_html(w.numpy(), ["a", "b", "c"])
