@@ -225,7 +225,11 @@ class CausalSelfAttention(nn.Module):
 
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Keep the attention weights of every :class:`CausalSelfAttention` inside ``model``.
+    """Keep the attention weights of every attention layer inside ``model``.
+
+    An attention layer is one with a ``keep_weights`` attribute (:class:`CausalSelfAttention`,
+    and the real model's attention in :mod:`llmcourse.llama`): while it is set, the layer computes
+    its weights with :func:`scaled_dot_product_attention` and stores them in ``weights``.
 
     Yields a list that each forward pass of such a layer appends its weights to, shape
     ``(B, n_heads, T_q, T_k)``, in the order the layers run (so one pass through a GPT adds one
@@ -235,7 +239,7 @@ def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
             model(ids)
         maps[0][0, 2]     # block 0, sequence 0, head 2: (T, T)
     """
-    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    layers = [m for m in model.modules() if hasattr(m, "keep_weights")]
     maps: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda mod, args, out: maps.append(mod.weights))
              for layer in layers]
