@@ -606,7 +606,29 @@ def test_exercise_7_and_8_reference_and_eval(tmp_path):
             def parse_tool_call(text):
                 return chat.parse_tool_call(text)[1]
             """,
+        "training_targets": """
+            def training_targets(ids, mask):  # the mask of the token read, not of the one predicted
+                return list(ids[:-1]), [t if m else -100 for t, m in zip(ids[1:], mask[:-1])]
+            """,
+        "finetune_step": """
+            import torch
+            from torch.nn import functional as F
+            from llmcourse import sft as _sft
+
+
+            def finetune_step(model, optimizer, ids, mask):
+                x, y = _sft._batch([(ids, mask)], 0)
+                loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                return loss.item()
+            """,
     }, tmp_path)
     _assert_zero(results, "test_safe_calculate", NO_EXEC, "eval", visible=True)
     _assert_zero(results, "test_parse_tool_call", WRITE_IT, "llmcourse.chat", visible=True)
-    _assert_rest_pass(results, {"test_safe_calculate", "test_parse_tool_call"})
+    _assert_zero(results, "test_training_targets", "[0, 0, 1, 1, 1]", visible=True)
+    _assert_zero(results, "test_finetune_step", "_sft._batch", visible=True)
+    cheated = {"test_safe_calculate", "test_parse_tool_call", "test_training_targets",
+               "test_finetune_step"}
+    _assert_rest_pass(results, cheated)
