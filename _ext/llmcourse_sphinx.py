@@ -14,6 +14,10 @@
   few files of onnxruntime-web the page loads (from ``node_modules``, installed by ``npm ci``
   from the committed ``package.json`` and lockfile when missing). If npm or the exporter is not
   available, the book still builds; the page then says the model could not be loaded.
+* Gives every notebook figure its alt text: ``llmcourse.plots.use_course_style`` stores one in
+  each figure output's metadata (``{"image/png": {"alt": ...}}``), but myst-nb reads only width
+  and height from there, so without this the page's ``<img alt=...>`` is the image's file name.
+  An alt text set in the cell's own ``mystnb: image: alt`` metadata is kept.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -186,7 +190,29 @@ def copy_playground(app, exception):
     log.info(f"[playground] model and onnxruntime-web copied to {target}")
 
 
+def _render_image_with_alt(render_image):
+    def render(self, data):
+        image_nodes = render_image(self, data)
+        alt = data.output_metadata.get(data.mime_type, {}).get("alt")
+        if isinstance(alt, str) and alt.strip():
+            for node in image_nodes:
+                if isinstance(node, nodes.image) and not node.get("alt"):
+                    node["alt"] = " ".join(alt.split())
+        return image_nodes
+
+    render._llmcourse_alt = True
+    return render
+
+
+def use_output_alt_texts(app, config):
+    from myst_nb.core.render import NbElementRenderer
+
+    if not getattr(NbElementRenderer.render_image, "_llmcourse_alt", False):
+        NbElementRenderer.render_image = _render_image_with_alt(NbElementRenderer.render_image)
+
+
 def setup(app):
+    app.connect("config-inited", use_output_alt_texts)
     app.connect("build-finished", copy_playground)
     app.connect("html-page-context", dedupe_scripts)
     app.connect("config-inited", use_local_mathjax)
