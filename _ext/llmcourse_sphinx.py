@@ -12,7 +12,8 @@
 * Puts the Playground's files into ``_static/playground/``: the shipped model exported to ONNX
   (``llmcourse.export_onnx``, redone only when the checkpoint or the exporter changed) and the
   few files of onnxruntime-web the page loads (from ``node_modules``, installed by ``npm ci``
-  from the committed ``package.json`` and lockfile when missing). If npm or the exporter is not
+  from the committed ``package.json`` and lockfile when missing; the same ``npm ci`` installs
+  axe-core for the site tests). If npm or the exporter is not
   available, the book still builds; the page then says the model could not be loaded.
 * Gives every notebook figure its alt text: ``llmcourse.plots.use_course_style`` stores one in
   each figure output's metadata (``{"image/png": {"alt": ...}}``), but myst-nb reads only width
@@ -131,9 +132,13 @@ ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-thr
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# axe-core, the accessibility checker that the site tests (tests/test_site.py) run in Chromium
+AXE_FILE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
 def _npm_files(log) -> Path | None:
     dist = ROOT / "node_modules" / "onnxruntime-web" / "dist"
-    if not all((dist / f).is_file() for f in ORT_FILES):
+    if not (all((dist / f).is_file() for f in ORT_FILES) and AXE_FILE.is_file()):
         npm = shutil.which("npm")
         if npm is None:
             log.info("[playground] npm is not installed: the Playground page will say the model "
