@@ -12,8 +12,13 @@
 * Puts the Playground's files into ``_static/playground/``: the shipped model exported to ONNX
   (``llmcourse.export_onnx``, redone only when the checkpoint or the exporter changed) and the
   few files of onnxruntime-web the page loads (from ``node_modules``, installed by ``npm ci``
-  from the committed ``package.json`` and lockfile when missing). If npm or the exporter is not
+  from the committed ``package.json`` and lockfile when missing; the same ``npm ci`` installs
+  axe-core for the site tests). If npm or the exporter is not
   available, the book still builds; the page then says the model could not be loaded.
+* Gives every notebook figure its alt text: ``llmcourse.plots.use_course_style`` stores one in
+  each figure output's metadata (``{"image/png": {"alt": ...}}``), but myst-nb reads only width
+  and height from there, so without this the page's ``<img alt=...>`` is the image's file name.
+  An alt text set in the cell's own ``mystnb: image: alt`` metadata is kept.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -127,9 +132,13 @@ ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-thr
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# axe-core, the accessibility checker that the site tests (tests/test_site.py) run in Chromium
+AXE_FILE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
 def _npm_files(log) -> Path | None:
     dist = ROOT / "node_modules" / "onnxruntime-web" / "dist"
-    if not all((dist / f).is_file() for f in ORT_FILES):
+    if not (all((dist / f).is_file() for f in ORT_FILES) and AXE_FILE.is_file()):
         npm = shutil.which("npm")
         if npm is None:
             log.info("[playground] npm is not installed: the Playground page will say the model "
@@ -186,7 +195,29 @@ def copy_playground(app, exception):
     log.info(f"[playground] model and onnxruntime-web copied to {target}")
 
 
+def _render_image_with_alt(render_image):
+    def render(self, data):
+        image_nodes = render_image(self, data)
+        alt = data.output_metadata.get(data.mime_type, {}).get("alt")
+        if isinstance(alt, str) and alt.strip():
+            for node in image_nodes:
+                if isinstance(node, nodes.image) and not node.get("alt"):
+                    node["alt"] = " ".join(alt.split())
+        return image_nodes
+
+    render._llmcourse_alt = True
+    return render
+
+
+def use_output_alt_texts(app, config):
+    from myst_nb.core.render import NbElementRenderer
+
+    if not getattr(NbElementRenderer.render_image, "_llmcourse_alt", False):
+        NbElementRenderer.render_image = _render_image_with_alt(NbElementRenderer.render_image)
+
+
 def setup(app):
+    app.connect("config-inited", use_output_alt_texts)
     app.connect("build-finished", copy_playground)
     app.connect("html-page-context", dedupe_scripts)
     app.connect("config-inited", use_local_mathjax)

@@ -86,6 +86,18 @@ _BUILD: BookBuild | None = None
 def build_book() -> BookBuild:
     """Build the book once per session with warnings as errors (like `make book`)."""
     global _BUILD
+    prebuilt = os.environ.get("LLMCOURSE_PREBUILT_BOOK")
+    if _BUILD is None and prebuilt:
+        # A build made elsewhere (its _build folder), e.g. to rerun the site tests on it without
+        # executing every chapter again; unset, the book is built here as `make book` does.
+        out = Path(prebuilt)
+        if not (out / "html" / "index.html").is_file():
+            raise FileNotFoundError(f"LLMCOURSE_PREBUILT_BOOK={prebuilt} should be a book's _build "
+                                    f"folder with html/index.html in it; there is none")
+        log_file, times_file = out / "build.log", out / "html" / "execution_times.json"
+        _BUILD = BookBuild(0, log_file.read_text() if log_file.exists() else "", 0.0,
+                           out / "html",
+                           json.loads(times_file.read_text()) if times_file.exists() else {})
     if _BUILD is None:
         out = ROOT / "_build"
         out.mkdir(exist_ok=True)
@@ -130,7 +142,7 @@ def _site_summary(tr):
     if not report:
         return
     pages = {k: v for k, v in report.items() if not k.startswith("_")}
-    if not pages and "_playground" not in report:
+    if not pages and not {"_playground", "_axe", "_alt_texts"} & set(report):
         return
     tr.section("website: load time and weight per page")
     for name, info in sorted(pages.items()):
@@ -148,6 +160,14 @@ def _site_summary(tr):
                       f"{play['first_token_ms']} ms, "
                       f"{play['tokens_per_s']} tokens/s (uncached, whole window per token)")
     tr.write_line(f"  screenshots: {ROOT / '_build' / 'screenshots'}")
+    for theme, rules in report.get("_axe", {}).items():
+        counts = ", ".join(f"{rule} ({info['impact']}) {info['nodes']} on {info['pages']} pages"
+                           for rule, info in sorted(rules.items())) or "no violations"
+        tr.write_line(f"  axe-core, {theme} theme: {counts}")
+    alts = report.get("_alt_texts")
+    if alts:
+        tr.write_line(f"  images: {alts['images']}, without a real alt text: "
+                      f"{alts['without_real_alt']}, with only a generic one: {len(alts['generic'])}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -209,6 +209,103 @@ def test_widget_pages_show_a_static_figure_and_how_to_make_it_live(browser, site
 
 
 # ---------------------------------------------------------------------------------------------
+# Accessibility: axe-core (from npm, installed by the book build's `npm ci`) on every page
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+THEMES = ["light", "dark"]
+
+
+def _set_theme(driver, theme: str) -> None:
+    """Switch the theme as the theme's own button does: data-theme and data-mode on <html>."""
+    driver.execute_script(
+        f"document.documentElement.dataset.theme = '{theme}';"
+        f"document.documentElement.dataset.mode = '{theme}';")
+    time.sleep(0.3)  # let colour transitions finish before anything measures contrast
+
+
+def _axe(driver) -> list[dict]:
+    """Run axe-core's WCAG 2.1 A/AA rules on the open page; its violations, one dict per rule."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        driver.execute_script(AXE.read_text(encoding="utf-8"))
+    driver.set_script_timeout(180)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"axe.run(document, {{runOnly: {{type: 'tag', values: {json.dumps(AXE_TAGS)}}}, "
+        "resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({"
+        "  id: v.id, impact: v.impact, help: v.help,"
+        "  nodes: v.nodes.map(n => ({target: n.target.join(' '), summary: n.failureSummary}))"
+        "}))), e => done({error: String(e)}));")
+    if isinstance(result, dict):
+        raise RuntimeError(f"axe-core did not run: {result['error']}")
+    return result
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", PAGES)
+def test_accessibility_axe_core_in_light_and_dark(browser, site, docname):
+    """0 critical and 0 serious WCAG 2.1 A/AA violations, in both themes; counts by rule."""
+    if not AXE.is_file():
+        pytest.skip(f"axe-core is not installed ({AXE} is missing): the book build installs it "
+                    "with `npm ci` when npm is there (apt-get install nodejs npm)")
+    _open(browser, f"{site}/{docname}.html")
+    bad = []
+    for theme in THEMES:
+        _set_theme(browser, theme)
+        violations = _axe(browser)
+        counts = REPORT.setdefault("_axe", {}).setdefault(theme, {})
+        for v in violations:
+            entry = counts.setdefault(v["id"], {"impact": v["impact"], "nodes": 0, "pages": 0})
+            entry["nodes"] += len(v["nodes"])
+            entry["pages"] += 1
+            if v["impact"] in ("critical", "serious"):
+                first = v["nodes"][0]
+                bad.append(f"{theme}: {v['id']} ({v['impact']}, {len(v['nodes'])} elements): "
+                           f"{v['help']}; first: {first['target']}: {first['summary']}")
+        print(f"axe-core {docname} {theme}: "
+              + (", ".join(f"{v['id']} ({v['impact']}) {len(v['nodes'])}" for v in violations)
+                 or "no violations"))
+    _set_theme(browser, "light")
+    assert bad == [], "\n".join(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alt texts (no browser needed)
+
+_FILE_NAME = re.compile(r"^[\w./-]*\.(png|jpe?g|gif|svg|webp)$|^[0-9a-f]{16,}", re.I)
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+
+def test_every_figure_has_an_alt_text_that_says_what_it_shows(book):
+    """No <img> on a page has an empty alt text or one that is a file name (Sphinx's default)."""
+    bad, count, generic = [], 0, []
+    for docname in PAGES:
+        parser = _Images()
+        parser.feed(book.page(docname))
+        for img in parser.images:
+            if img.get("role") == "presentation" or img.get("aria-hidden") == "true":
+                continue  # decorative, and marked so
+            count += 1
+            alt = (img.get("alt") or "").strip()
+            if not alt or _FILE_NAME.search(alt) or alt == img.get("src", "").rsplit("/", 1)[-1]:
+                bad.append(f"{docname}: {img.get('src')} has alt {img.get('alt')!r}")
+            elif alt.startswith("Figure without a title"):
+                generic.append(f"{docname}: {img.get('src')}")
+    REPORT.setdefault("_alt_texts", {}).update(
+        {"images": count, "without_real_alt": len(bad), "generic": generic})
+    assert bad == [], f"{len(bad)} of {count} images have no real alt text:\n" + "\n".join(bad[:40])
+
+
+# ---------------------------------------------------------------------------------------------
 # Links and page weight (no browser needed)
 
 
