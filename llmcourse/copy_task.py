@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attention import CausalSelfAttention, record_attention
+from .metrics import IGNORE_INDEX
 
 __all__ = ["ALPHABET", "SEP", "IGNORE", "CopyTask", "AttentionOnlyLM", "WindowMLP",
            "n_parameters", "train_next_token", "copy_accuracy", "accuracy_by_distance",
@@ -39,7 +40,7 @@ __all__ = ["ALPHABET", "SEP", "IGNORE", "CopyTask", "AttentionOnlyLM", "WindowML
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 SEP = "|"
-IGNORE = -100  # targets with this value are not scored (F.cross_entropy's ignore_index)
+IGNORE = IGNORE_INDEX  # targets with this value are not scored (F.cross_entropy's ignore_index)
 
 
 class CopyTask:

@@ -450,7 +450,7 @@ class _Visitor(ast.NodeVisitor):
             obj = getattr(module, alias.name, _MISSING)
             if obj is _MISSING:
                 try:
-                    obj = importlib.import_module(sub)
+                    obj = importlib.import_module(f"{node.module}.{alias.name}")
                 except Exception:
                     continue
             self.imports[alias.asname or alias.name] = obj
