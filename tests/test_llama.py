@@ -172,8 +172,12 @@ def test_bad_inputs_say_what_was_expected(tmp_path, monkeypatch):
         model(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="block_size=4"):
         model(torch.zeros(1, 5, dtype=torch.long))
-    with pytest.raises(ValueError, match="0 to 9"):
-        model(torch.tensor([[3, 10]]))
+    with pytest.raises(IndexError):          # the forward pass does not look at the values;
+        model(torch.tensor([[3, 10]]))        # the door that does is sampling.generate:
+    from llmcourse.sampling import generate
+
+    with pytest.raises(ValueError, match="token id 10 at position 1 .* from 0 to 9"):
+        generate(model, [3, 10], 2)
     with pytest.raises(ValueError, match="n_head % n_kv_head"):
         llama.LlamaConfig(n_head=9, n_kv_head=2)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
