@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "grade":
-        from .grade import main as grade_main
+        from .grading.grade import main as grade_main
 
         return grade_main(rest)
     if command == "exercises" and rest in (["generate"], ["check"]):
-        from .exercises import generate, stale
+        from .grading.notebooks import generate, stale
 
         if rest == ["generate"]:
             for path in generate():

@@ -104,7 +104,7 @@ def test_every_exercise_ends_with_the_score_cells(path):
 
 
 def test_adding_the_score_cells_is_idempotent_and_replaces_old_ones(tmp_path):
-    from llmcourse.score import SCORE_CELLS, ensure_score_cells
+    from llmcourse.exercises import SCORE_CELLS, ensure_score_cells
 
     path = tmp_path / EXERCISE_SOURCES[0].name
     path.write_bytes(EXERCISE_SOURCES[0].read_bytes())
