@@ -69,10 +69,22 @@ _MODULE_ONLY = {"builtins"}
 _DUNDER_ESCAPES = {"__globals__", "__builtins__", "__code__", "__dict__", "__subclasses__",
                    "__getattribute__", "__import__", "__loader__", "__spec__", "__closure__"}
 
-_LIBRARY_DIRS = tuple(
-    str(Path(p).resolve()) for p in {sysconfig.get_paths().get(k) for k in
-                                     ("stdlib", "platstdlib", "purelib", "platlib")} if p
-) + (str(Path(__file__).resolve().parent),)
+# Where libraries live (the standard library, site-packages, this package); code anywhere else
+# (a notebook's cells, a file the learner wrote) is the learner's own. Not sys.prefix itself: on
+# some systems that is /usr or even /, which holds everything.
+def _library_dirs() -> tuple[str, ...]:
+    import site
+
+    dirs = [sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    try:
+        dirs += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:  # an old virtualenv's site module
+        pass
+    dirs.append(str(Path(__file__).resolve().parent))
+    return tuple(sorted({str(Path(d).resolve()) + os.sep for d in dirs if d}))
+
+
+_LIBRARY_DIRS = _library_dirs()
 
 
 def _is_library_file(filename: str | None) -> bool:
@@ -82,8 +94,7 @@ def _is_library_file(filename: str | None) -> bool:
         path = str(Path(filename).resolve())
     except (OSError, ValueError):
         return False
-    return path.startswith(_LIBRARY_DIRS) or path.startswith(sys.prefix) or path.startswith(
-        sys.base_prefix)
+    return path.startswith(_LIBRARY_DIRS)
 
 
 def _is_own_function(obj: Any) -> bool:
