@@ -297,7 +297,7 @@ def show_compact(fig=None) -> None:
         display(Image(png.getvalue()))
 
 
-# --- Chapter 4: labels on a map of words -----------------------------------------------------------
+# --- Chapter 4: labels on a map of words ---------------------------------------------------------
 
 def label_points(ax, points, labels, colors=None, fontsize: int = 9):
     """Write ``labels`` beside ``points`` (``(n, 2)`` data coordinates) so that no two overlap.
