@@ -485,6 +485,44 @@ def show_compact(fig=None) -> None:
         display(Image(png.getvalue()))
 
 
+# --- Chapter 4: labels on a map of words ---------------------------------------------------------
+
+def label_points(ax, points, labels, colors=None, fontsize: int = 9):
+    """Write ``labels`` beside ``points`` (``(n, 2)`` data coordinates) so that no two overlap.
+
+    Each label tries a few places around its point (right above, right below, left above, ...)
+    and takes the first whose box meets no label placed before it; when none is free it keeps
+    the first. Returns the text objects, in the order of ``labels``.
+    """
+    import numpy as np
+
+    xy = np.asarray(points, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(labels):
+        raise ValueError(f"points must have shape (len(labels), 2) = ({len(labels)}, 2), got "
+                         f"{xy.shape}")
+    colors = [None] * len(labels) if colors is None else list(colors)
+    renderer = ax.figure.canvas.get_renderer()
+    places = [(3, 3), (3, -11), (-3, 3), (-3, -11), (3, 13), (-3, 13), (3, -21), (-3, -21)]
+    placed, texts = [], []
+    for (x, y), label, color in zip(xy, labels, colors):
+        for dx, dy in places:
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points",
+                               ha="left" if dx > 0 else "right", fontsize=fontsize,
+                               color=color, fontweight="bold")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            dx, dy = places[0]
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points",
+                               ha="left", fontsize=fontsize, color=color, fontweight="bold")
+            box = text.get_window_extent(renderer)
+        placed.append(box)
+        texts.append(text)
+    return texts
+
+
 # --- Chapter 5: attention weights -----------------------------------------------------------------
 
 def plot_attention(weights, queries, keys=None, ax=None, title: str | None = None,

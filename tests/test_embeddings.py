@@ -264,3 +264,24 @@ def test_load_glove():
     assert glove.similarity("dog", "puppy") > glove.similarity("dog", "democracy")
     with pytest.raises(ValueError, match="max_words must be an int >= 1"):
         load_glove(max_words=0)
+
+
+def test_label_points_places_crowded_labels_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmcourse.plots import label_points
+
+    fig, ax = plt.subplots()
+    points = np.array([[0.0, 0.0], [0.001, 0.0], [0.0, 0.001], [1.0, 1.0]])  # three on one spot
+    ax.scatter(points[:, 0], points[:, 1])
+    texts = label_points(ax, points, ["father", "mother", "brother", "far"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert [t.get_text() for t in texts] == ["father", "mother", "brother", "far"]
+    assert not any(boxes[i].overlaps(boxes[j]) for i in range(4) for j in range(i + 1, 4))
+    with pytest.raises(ValueError, match=r"points must have shape \(len\(labels\), 2\) = \(2, 2\)"):
+        label_points(ax, points, ["a", "b"])
+    plt.close(fig)
