@@ -30,6 +30,7 @@ One module per chapter, readable top to bottom:
 * :mod:`llmcourse.chat_data` -- the conversation data set made from Tiny Shakespeare (Ch. 8)
 * :mod:`llmcourse.calculator` -- the safe calculator the assistant calls, parsed with ast (Ch. 8)
 * :mod:`llmcourse.quant`   -- Q4_1 and Q8_0 quantisation: weights in 4 and 8 bits (Ch. 9)
+* :mod:`llmcourse.gguf_file` -- reading a GGUF model file: metadata and tensor bytes (Ch. 9)
 * :mod:`llmcourse.llama`   -- SmolLM2-135M, a real Llama-style LLM, run by the course's code (Ch. 9)
 * :mod:`llmcourse.llama_tokenizer` -- its tokenizer as Chapter 3's BPE, and ChatML (Ch. 9)
 

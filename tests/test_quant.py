@@ -26,7 +26,7 @@ def reader():
     pytest.importorskip("gguf", reason="the GGUF reader is not installed: pip install gguf")
     from gguf import GGUFReader
 
-    return GGUFReader(str(_gguf_file()))
+    return GGUFReader(str(_gguf_file()))   # the reference reader (the course's: test_gguf_file)
 
 
 def test_every_tensor_equals_gguf_reference(reader):
