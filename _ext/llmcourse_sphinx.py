@@ -19,6 +19,10 @@
   each figure output's metadata (``{"image/png": {"alt": ...}}``), but myst-nb reads only width
   and height from there, so without this the page's ``<img alt=...>`` is the image's file name.
   An alt text set in the cell's own ``mystnb: image: alt`` metadata is kept.
+* Accessibility fixes for the theme and myst-nb, checked by axe-core in the site tests: the
+  templates in ``_ext/templates`` (the search field and the light/dark switch, whose accessible
+  names differed from the text they show) come before the theme's own, and the "Show code cell
+  source" toggle of hidden cells is named by its visible text, not "Toggle hidden content".
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -216,7 +220,31 @@ def use_output_alt_texts(app, config):
         NbElementRenderer.render_image = _render_image_with_alt(NbElementRenderer.render_image)
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def use_own_templates(app, config):
+    config.templates_path.insert(0, str(TEMPLATES))
+
+
+def visit_hidden_cell(self, node):
+    """myst-nb's visitor for a hidden cell, less the <summary>'s aria-label: its name is the
+    prompt it shows ("Show code cell source"), as WCAG 2.5.3 (label in name) asks."""
+    from html import escape
+
+    classes = " ".join(node["classes"])
+    self.body.append(f'<details class="admonition hide {classes}">\n<summary>\n')
+    self.body.append(f'<p class="collapsed admonition-title">{escape(node["prompt_show"])}</p>\n')
+    self.body.append(f'<p class="expanded admonition-title">{escape(node["prompt_hide"])}</p>\n')
+    self.body.append("</summary>\n")
+
+
 def setup(app):
+    app.setup_extension("myst_nb")
+    from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput
+
+    app.add_node(HideCodeCellNode, override=True, html=(visit_hidden_cell, depart_HideCellInput))
+    app.connect("config-inited", use_own_templates)
     app.connect("config-inited", use_output_alt_texts)
     app.connect("build-finished", copy_playground)
     app.connect("html-page-context", dedupe_scripts)
