@@ -270,6 +270,57 @@ def test_accessibility_axe_core_in_light_and_dark(browser, site, docname):
 
 
 # ---------------------------------------------------------------------------------------------
+# Nothing clipped: wide outputs scroll, with a scrollbar that is drawn
+
+OUTPUT_WIDTH = 88  # characters of monospace output that fit the column
+
+
+def _wide_output_lines(notebook: Path) -> list[str]:
+    """Lines of text output (streams, plain-text results) longer than the column."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    wide = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                text = out["text"]
+            elif "data" in out and set(out["data"]) == {"text/plain"}:
+                text = out["data"]["text/plain"]
+            else:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            wide += [line for line in text.splitlines() if len(line) > OUTPUT_WIDTH]
+    return wide
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", [p for p in NOTEBOOK_PAGES if p.startswith("chapters/")])
+def test_wide_outputs_scroll_visibly_and_nothing_is_clipped(browser, site, book, docname):
+    """Every output line longer than ~88 characters (read from the executed notebook) sits in
+    an output that scrolls sideways and draws its scrollbar; no output box clips its content."""
+    executed = book.html.parent / "jupyter_execute" / f"{docname}.ipynb"
+    if not executed.is_file():
+        pytest.skip(f"{executed} is not there: this build did not execute {docname}")
+    wide = _wide_output_lines(executed)
+    REPORT.setdefault("_wide_outputs", {})[docname] = len(wide)
+    _open(browser, f"{site}/{docname}.html")
+    boxes = browser.execute_script("""
+        return Array.from(document.querySelectorAll('.cell_output *'))
+          .filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+          .map(e => ({tag: e.tagName, text: e.innerText.slice(0, 80),
+                      overflow: getComputedStyle(e).overflowX,
+                      bar: getComputedStyle(e, '::-webkit-scrollbar').height}));""")
+    clipped = [b for b in boxes if b["overflow"] in ("hidden", "clip")]
+    assert clipped == [], f"outputs cut off at the column edge: {clipped[:5]}"
+    scrolling = [b for b in boxes if b["overflow"] in ("auto", "scroll")]
+    hidden_bar = [b for b in scrolling if b["tag"] == "PRE" and b["bar"] in ("0px", "auto", "")]
+    assert hidden_bar == [], f"outputs that scroll without a drawn scrollbar: {hidden_bar[:5]}"
+    if wide:
+        assert any(b["tag"] == "PRE" for b in scrolling), (
+            f"{len(wide)} output lines are wider than {OUTPUT_WIDTH} characters, e.g. "
+            f"{wide[0][:120]!r}, but no output of the page scrolls")
+
+
+# ---------------------------------------------------------------------------------------------
 # Alt texts (no browser needed)
 
 _FILE_NAME = re.compile(r"^[\w./-]*\.(png|jpe?g|gif|svg|webp)$|^[0-9a-f]{16,}", re.I)
