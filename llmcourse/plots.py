@@ -478,7 +478,8 @@ def show_compact(fig=None) -> None:
 
     Line-heavy diagrams (such as :func:`plot_network`'s 168 connections) are several times
     smaller as SVG, while images and heatmaps are smaller as PNG. This keeps the website's pages
-    light without choosing by hand. The figure is closed afterwards.
+    light without choosing by hand. The figure is closed afterwards. Like every figure the
+    course shows, it carries its alt text (:func:`figure_alt_text`) in the output's metadata.
     """
     import io
 
@@ -486,14 +487,15 @@ def show_compact(fig=None) -> None:
     from IPython.display import SVG, Image, display
 
     fig = fig if fig is not None else plt.gcf()
+    alt = figure_alt_text(fig)
     png, svg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png")
     fig.savefig(svg, format="svg")
     plt.close(fig)
     if len(svg.getvalue()) < len(png.getvalue()):
-        display(SVG(svg.getvalue()))
+        display(SVG(svg.getvalue()), metadata={"image/svg+xml": {"alt": alt}})
     else:
-        display(Image(png.getvalue()))
+        display(Image(png.getvalue()), metadata={"image/png": {"alt": alt}})
 
 
 # --- Chapter 5: attention weights -----------------------------------------------------------------

@@ -134,3 +134,16 @@ def test_rules_and_numeric_ticks_are_left_out_and_alike_panels_named_once():
         "Figure. Panel 1: shows 1 line. Panels 2 to 4: x axis: probability; y axis: a, b; "
         "shows 2 bars.")
     plt.close(fig)
+
+
+def test_show_compact_passes_the_alt_text_along(monkeypatch, loss_figure):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, metadata=None: shown.append(
+        (type(obj).__name__, metadata)))
+    expected = figure_alt_text(loss_figure)
+    plots.show_compact(loss_figure)
+    kind, metadata = shown[0]
+    mime = "image/svg+xml" if kind == "SVG" else "image/png"
+    assert metadata == {mime: {"alt": expected}}
