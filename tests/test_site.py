@@ -357,6 +357,35 @@ def test_every_figure_has_an_alt_text_that_says_what_it_shows(book):
 
 
 # ---------------------------------------------------------------------------------------------
+# The whole book as one PDF (printed by Chromium in the build; no browser needed here)
+
+
+def _pdf_pages(path: Path) -> int:
+    try:
+        from pypdf import PdfReader
+    except ImportError:  # count the page objects in the file itself
+        return len(re.findall(rb"/Type\s*/Page(?![A-Za-z])", path.read_bytes()))
+    return len(PdfReader(path).pages)
+
+
+def test_the_whole_book_is_one_pdf_linked_from_the_landing_page(book):
+    from conftest import CHROMIUM
+
+    pdf = book.html / "llmcourse-book.pdf"
+    if CHROMIUM is None and not pdf.exists():
+        pytest.skip("Chromium is not installed, so the build printed no PDF of the book")
+    assert pdf.is_file(), f"the build did not print the book to {pdf} (see _build/build.log)"
+    head = pdf.read_bytes()[:8]
+    assert head.startswith(b"%PDF-"), f"{pdf} is not a PDF: it starts with {head!r}"
+    pages = _pdf_pages(pdf)
+    REPORT.setdefault("_pdf", {}).update({"pages": pages, "kb": pdf.stat().st_size // 1000})
+    # every page of the site starts a new sheet, and the chapters take many more
+    assert pages >= 2 * len(PAGES), f"{pages} PDF pages for {len(PAGES)} pages of the site"
+    landing = book.page(toc_docnames()[0])
+    assert 'href="llmcourse-book.pdf"' in landing, "the landing page does not link the PDF"
+
+
+# ---------------------------------------------------------------------------------------------
 # Links and page weight (no browser needed)
 
 
