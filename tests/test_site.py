@@ -6,7 +6,13 @@ browser is ever downloaded). For every page: no console errors of our own, no tr
 output, every image loads, math renders, the table of contents links every chapter and exercise,
 chapter and exercise pages have Binder, Colab and download buttons pointing at their notebook, and
 widgets show their static figure without an error box. A full-page screenshot of every page, in the
-light and the dark theme, goes to ``_build/screenshots/``.
+light and the dark theme, goes to ``_build/screenshots/``. axe-core (pinned in package.json,
+installed by the build's ``npm ci``) checks every page against the WCAG 2.1 A/AA rules in both
+themes and fails on a critical or serious violation; the counts by rule are printed at the end.
+Wide outputs must scroll with a drawn scrollbar, never be clipped.
+
+Without a browser: every image has a real alt text (not empty, not a file name), the whole book is
+one PDF linked from the landing page, and no internal link or anchor is broken.
 
 Without Chromium these tests skip and say how to install it (`make test` installs it as root).
 The link check and the page-weight report need no browser.
