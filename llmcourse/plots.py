@@ -82,17 +82,19 @@ def _clean(text) -> str:
     """Matplotlib text as a reader hears it: mathtext's $ and backslashes dropped, one line."""
     import re
 
-    text = re.sub(r"\\([A-Za-z]+)", r"\1", str(text or "").replace("$", ""))
+    text = str(text or "").replace("$", "").replace("\\mathdefault", "")
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
     text = text.replace("\\", "").replace("{", "").replace("}", "")
     return " ".join(text.split())
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text.replace("\u2212", "-").replace(",", ""))
-    except ValueError:
-        return False
-    return True
+    """A tick label that is only a number: 0.5, -1, 1e-3, 10^-2, 2×10^3, 50%."""
+    import re
+
+    text = text.replace(" ", "")
+    return any(c.isdigit() for c in text) and re.fullmatch(
+        r"[-+−]?([\d.,]+(e[-+−]?\d+)?)?([×x]?10\^[-+−]?\d+)?%?", text) is not None
 
 
 def _axes_parts(ax) -> list[str]:
@@ -120,7 +122,9 @@ def _axes_parts(ax) -> list[str]:
     if entries:
         parts.append("legend: " + ", ".join(entries))
     marks = []
-    lines = [ln for ln in ax.get_lines() if ln.get_visible()]
+    # lines drawn in data coordinates: not axhline/axvline rules, which span the axes
+    lines = [ln for ln in ax.get_lines()
+             if ln.get_visible() and ln.get_transform() is ax.transData]
     bars = sum(len(c) for c in ax.containers if isinstance(c, BarContainer))
     points = sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
     for count, one, many in ((len(lines), "line", "lines"), (bars, "bar", "bars"),
@@ -166,7 +170,14 @@ def figure_alt_text(fig) -> str:
         body = f"{len(panels)} panels: " + ", ".join(p[0] for p in panels)
         body += "".join(f"; each {part}" for part in shared)
     else:
-        body = " ".join(f"Panel {k}: {'; '.join(p)}." for k, p in enumerate(panels, 1) if p)
+        runs: list[list] = []  # neighbouring panels that read the same are named once
+        for k, p in enumerate(panels, 1):
+            if runs and runs[-1][2] == p:
+                runs[-1][1] = k
+            else:
+                runs.append([k, k, p])
+        body = " ".join(f"Panel {a}: {'; '.join(p)}." if a == b else
+                        f"Panels {a} to {b}: {'; '.join(p)}." for a, b, p in runs if p)
         if len(panels) > 1 and not body:
             body = f"{len(panels)} panels"
     text = "Figure" + (f": {head}." if head else ".")
@@ -467,7 +478,8 @@ def show_compact(fig=None) -> None:
 
     Line-heavy diagrams (such as :func:`plot_network`'s 168 connections) are several times
     smaller as SVG, while images and heatmaps are smaller as PNG. This keeps the website's pages
-    light without choosing by hand. The figure is closed afterwards.
+    light without choosing by hand. The figure is closed afterwards. Like every figure the
+    course shows, it carries its alt text (:func:`figure_alt_text`) in the output's metadata.
     """
     import io
 
@@ -475,14 +487,15 @@ def show_compact(fig=None) -> None:
     from IPython.display import SVG, Image, display
 
     fig = fig if fig is not None else plt.gcf()
+    alt = figure_alt_text(fig)
     png, svg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png")
     fig.savefig(svg, format="svg")
     plt.close(fig)
     if len(svg.getvalue()) < len(png.getvalue()):
-        display(SVG(svg.getvalue()))
+        display(SVG(svg.getvalue()), metadata={"image/svg+xml": {"alt": alt}})
     else:
-        display(Image(png.getvalue()))
+        display(Image(png.getvalue()), metadata={"image/png": {"alt": alt}})
 
 
 # --- Chapter 4: labels on a map of words ---------------------------------------------------------

@@ -142,7 +142,7 @@ def _site_summary(tr):
     if not report:
         return
     pages = {k: v for k, v in report.items() if not k.startswith("_")}
-    if not pages and not {"_playground", "_axe", "_alt_texts"} & set(report):
+    if not pages and not {"_playground", "_axe", "_alt_texts", "_pdf"} & set(report):
         return
     tr.section("website: load time and weight per page")
     for name, info in sorted(pages.items()):
@@ -164,6 +164,9 @@ def _site_summary(tr):
         counts = ", ".join(f"{rule} ({info['impact']}) {info['nodes']} on {info['pages']} pages"
                            for rule, info in sorted(rules.items())) or "no violations"
         tr.write_line(f"  axe-core, {theme} theme: {counts}")
+    if "_pdf" in report:
+        tr.write_line(f"  the book as one PDF: {report['_pdf']['pages']} pages, "
+                      f"{report['_pdf']['kb']} KB")
     alts = report.get("_alt_texts")
     if alts:
         tr.write_line(f"  images: {alts['images']}, without a real alt text: "

@@ -120,3 +120,30 @@ def test_the_hook_puts_the_alt_text_in_the_output_metadata(monkeypatch, loss_fig
     loss_figure.alt_text = "By hand."
     assert backend_inline._fetch_figure_metadata(loss_figure)["image/png"] == {"alt": "By hand."}
     assert formatter.format(loss_figure)[1]["image/png"] == {"alt": "By hand."}
+
+
+def test_rules_and_numeric_ticks_are_left_out_and_alike_panels_named_once():
+    fig, axes = plt.subplots(1, 4)
+    axes[0].semilogy([1, 10, 100], label="loss")
+    axes[0].axhline(10, color="grey")  # a rule, not data
+    fig.canvas.draw()  # log ticks become 10^k labels
+    for ax in axes[1:]:
+        ax.barh(["a", "b"], [1, 2])
+        ax.set_xlabel("probability")
+    assert figure_alt_text(fig) == (
+        "Figure. Panel 1: shows 1 line. Panels 2 to 4: x axis: probability; y axis: a, b; "
+        "shows 2 bars.")
+    plt.close(fig)
+
+
+def test_show_compact_passes_the_alt_text_along(monkeypatch, loss_figure):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, metadata=None: shown.append(
+        (type(obj).__name__, metadata)))
+    expected = figure_alt_text(loss_figure)
+    plots.show_compact(loss_figure)
+    kind, metadata = shown[0]
+    mime = "image/svg+xml" if kind == "SVG" else "image/png"
+    assert metadata == {mime: {"alt": expected}}

@@ -6,7 +6,13 @@ browser is ever downloaded). For every page: no console errors of our own, no tr
 output, every image loads, math renders, the table of contents links every chapter and exercise,
 chapter and exercise pages have Binder, Colab and download buttons pointing at their notebook, and
 widgets show their static figure without an error box. A full-page screenshot of every page, in the
-light and the dark theme, goes to ``_build/screenshots/``.
+light and the dark theme, goes to ``_build/screenshots/``. axe-core (pinned in package.json,
+installed by the build's ``npm ci``) checks every page against the WCAG 2.1 A/AA rules in both
+themes and fails on a critical or serious violation; the counts by rule are printed at the end.
+Wide outputs must scroll with a drawn scrollbar, never be clipped.
+
+Without a browser: every image has a real alt text (not empty, not a file name), the whole book is
+one PDF linked from the landing page, and no internal link or anchor is broken.
 
 Without Chromium these tests skip and say how to install it (`make test` installs it as root).
 The link check and the page-weight report need no browser.
@@ -270,6 +276,57 @@ def test_accessibility_axe_core_in_light_and_dark(browser, site, docname):
 
 
 # ---------------------------------------------------------------------------------------------
+# Nothing clipped: wide outputs scroll, with a scrollbar that is drawn
+
+OUTPUT_WIDTH = 88  # characters of monospace output that fit the column
+
+
+def _wide_output_lines(notebook: Path) -> list[str]:
+    """Lines of text output (streams, plain-text results) longer than the column."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    wide = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                text = out["text"]
+            elif "data" in out and set(out["data"]) == {"text/plain"}:
+                text = out["data"]["text/plain"]
+            else:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            wide += [line for line in text.splitlines() if len(line) > OUTPUT_WIDTH]
+    return wide
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", [p for p in NOTEBOOK_PAGES if p.startswith("chapters/")])
+def test_wide_outputs_scroll_visibly_and_nothing_is_clipped(browser, site, book, docname):
+    """Every output line longer than ~88 characters (read from the executed notebook) sits in
+    an output that scrolls sideways and draws its scrollbar; no output box clips its content."""
+    executed = book.html.parent / "jupyter_execute" / f"{docname}.ipynb"
+    if not executed.is_file():
+        pytest.skip(f"{executed} is not there: this build did not execute {docname}")
+    wide = _wide_output_lines(executed)
+    REPORT.setdefault("_wide_outputs", {})[docname] = len(wide)
+    _open(browser, f"{site}/{docname}.html")
+    boxes = browser.execute_script("""
+        return Array.from(document.querySelectorAll('.cell_output *'))
+          .filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+          .map(e => ({tag: e.tagName, text: e.innerText.slice(0, 80),
+                      overflow: getComputedStyle(e).overflowX,
+                      bar: getComputedStyle(e, '::-webkit-scrollbar').height}));""")
+    clipped = [b for b in boxes if b["overflow"] in ("hidden", "clip")]
+    assert clipped == [], f"outputs cut off at the column edge: {clipped[:5]}"
+    scrolling = [b for b in boxes if b["overflow"] in ("auto", "scroll")]
+    hidden_bar = [b for b in scrolling if b["bar"] in ("0px", "auto", "")]
+    assert hidden_bar == [], f"outputs that scroll without a drawn scrollbar: {hidden_bar[:5]}"
+    if wide:
+        assert any(b["tag"] == "PRE" for b in scrolling), (
+            f"{len(wide)} output lines are wider than {OUTPUT_WIDTH} characters, e.g. "
+            f"{wide[0][:120]!r}, but no output of the page scrolls")
+
+
+# ---------------------------------------------------------------------------------------------
 # Alt texts (no browser needed)
 
 _FILE_NAME = re.compile(r"^[\w./-]*\.(png|jpe?g|gif|svg|webp)$|^[0-9a-f]{16,}", re.I)
@@ -303,6 +360,35 @@ def test_every_figure_has_an_alt_text_that_says_what_it_shows(book):
     REPORT.setdefault("_alt_texts", {}).update(
         {"images": count, "without_real_alt": len(bad), "generic": generic})
     assert bad == [], f"{len(bad)} of {count} images have no real alt text:\n" + "\n".join(bad[:40])
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole book as one PDF (printed by Chromium in the build; no browser needed here)
+
+
+def _pdf_pages(path: Path) -> int:
+    try:
+        from pypdf import PdfReader
+    except ImportError:  # count the page objects in the file itself
+        return len(re.findall(rb"/Type\s*/Page(?![A-Za-z])", path.read_bytes()))
+    return len(PdfReader(path).pages)
+
+
+def test_the_whole_book_is_one_pdf_linked_from_the_landing_page(book):
+    from conftest import CHROMIUM
+
+    pdf = book.html / "llmcourse-book.pdf"
+    if CHROMIUM is None and not pdf.exists():
+        pytest.skip("Chromium is not installed, so the build printed no PDF of the book")
+    assert pdf.is_file(), f"the build did not print the book to {pdf} (see _build/build.log)"
+    head = pdf.read_bytes()[:8]
+    assert head.startswith(b"%PDF-"), f"{pdf} is not a PDF: it starts with {head!r}"
+    pages = _pdf_pages(pdf)
+    REPORT.setdefault("_pdf", {}).update({"pages": pages, "kb": pdf.stat().st_size // 1000})
+    # every page of the site starts a new sheet, and the chapters take many more
+    assert pages >= 2 * len(PAGES), f"{pages} PDF pages for {len(PAGES)} pages of the site"
+    landing = book.page(toc_docnames()[0])
+    assert 'href="llmcourse-book.pdf"' in landing, "the landing page does not link the PDF"
 
 
 # ---------------------------------------------------------------------------------------------
