@@ -3,7 +3,9 @@
 One module per chapter, readable top to bottom:
 
 * :mod:`llmcourse.data`    -- the course data sets, found offline or downloaded and checked (Ch. 0)
-* :mod:`llmcourse.plots`   -- the course figure style and plotting helpers (all chapters)
+* :mod:`llmcourse.plots`   -- the course figure style and plotting helpers (all chapters), with
+  :mod:`llmcourse.style`, :mod:`llmcourse.alt_text` (figures described in words for the website)
+  and :mod:`llmcourse.pixel_plots` (Chapter 1's figures)
 * :mod:`llmcourse.checks`  -- self-checks used by the exercise notebooks (all exercises)
 * :mod:`llmcourse.grade`   -- the autograder behind ``llmcourse grade`` (all exercises)
 * :mod:`llmcourse.score`   -- the exercises' last cell: grades the open notebook (Colab, JupyterLab)
