@@ -105,29 +105,29 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return weights @ v, weights                                         # (..., T_q, d_v)
 
 
-def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Cut the last dimension into ``n_heads`` slices: ``(B, T, d_model) -> (B, n_heads, T, d_head)``.
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Cut the last dimension into ``n_head`` slices: ``(B, T, d_model) -> (B, n_head, T, d_head)``.
 
     Head ``h`` gets the columns ``h * d_head .. (h + 1) * d_head - 1`` with ``d_head =
-    d_model // n_heads``; each head then attends on its own.
+    d_model // n_head``; each head then attends on its own.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"expected x of shape (batch, time, d_model), got "
                          f"{_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
     b, t_len, d_model = x.shape
-    if n_heads < 1 or d_model % n_heads != 0:
-        raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model} and "
-                         f"n_heads={n_heads}")
-    return x.view(b, t_len, n_heads, d_model // n_heads).transpose(1, 2)  # (B, H, T, dh)
+    if n_head < 1 or d_model % n_head != 0:
+        raise ValueError(f"d_model must be divisible by n_head, got d_model={d_model} and "
+                         f"n_head={n_head}")
+    return x.view(b, t_len, n_head, d_model // n_head).transpose(1, 2)  # (B, H, T, dh)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """Put the heads side by side again: ``(B, n_heads, T, d_head) -> (B, T, n_heads * d_head)``."""
+    """Put the heads side by side again: ``(B, n_head, T, d_head) -> (B, T, n_head * d_head)``."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"expected x of shape (batch, n_heads, time, d_head), got "
+        raise ValueError(f"expected x of shape (batch, n_head, time, d_head), got "
                          f"{_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    b, n_heads, t_len, d_head = x.shape
-    return x.transpose(1, 2).contiguous().view(b, t_len, n_heads * d_head)  # (B, T, d_model)
+    b, n_head, t_len, d_head = x.shape
+    return x.transpose(1, 2).contiguous().view(b, t_len, n_head * d_head)  # (B, T, d_model)
 
 
 class LayerKVCache:
@@ -161,28 +161,28 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention, batched: ``(B, T, d_model) -> (B, T, d_model)``.
 
     One linear map makes the queries, keys and values of all heads at once; each head works on a
-    slice of width ``d_model // n_heads``; the heads are concatenated and mixed by ``proj``.
+    slice of width ``d_model // n_head``; the heads are concatenated and mixed by ``proj``.
 
     ``forward(x, cache=None)``:
     - PyTorch's fused ``F.scaled_dot_product_attention`` computes the attention (the tests check
       that it equals :func:`scaled_dot_product_attention`, the one built in Chapter 5);
     - with a :class:`LayerKVCache`, ``x`` holds only the new positions: their keys and values are
       appended to the cache and the queries attend to everything the cache holds;
-    - to look at the weights ``(B, n_heads, T_q, T_k)``, run the model inside
+    - to look at the weights ``(B, n_head, T_q, T_k)``, run the model inside
       :func:`record_attention`: the layer then computes them with our function and keeps them.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model < 1 or n_heads < 1:
-            raise ValueError(f"d_model and n_heads must be >= 1, got d_model={d_model}, "
-                             f"n_heads={n_heads}")
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model} and "
-                             f"n_heads={n_heads} ({d_model} % {n_heads} = {d_model % n_heads})")
+        if d_model < 1 or n_head < 1:
+            raise ValueError(f"d_model and n_head must be >= 1, got d_model={d_model}, "
+                             f"n_head={n_head}")
+        if d_model % n_head != 0:
+            raise ValueError(f"d_model must be divisible by n_head, got d_model={d_model} and "
+                             f"n_head={n_head} ({d_model} % {n_head} = {d_model % n_head})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.d_model, self.n_head, self.d_head = d_model, n_head, d_model // n_head
         self.dropout = dropout
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)   # queries, keys, values of all heads
         self.proj = nn.Linear(d_model, d_model, bias=bias)      # mixes the concatenated heads
@@ -191,11 +191,11 @@ class CausalSelfAttention(nn.Module):
         self.weights: torch.Tensor | None = None   # the last weights, while keep_weights is set
 
     def split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, T, d_model) -> (B, n_heads, T, d_head)``."""
-        return split_heads(t, self.n_heads)
+        """``(B, T, d_model) -> (B, n_head, T, d_head)``."""
+        return split_heads(t, self.n_head)
 
     def merge_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, n_heads, T, d_head) -> (B, T, d_model)``."""
+        """``(B, n_head, T, d_head) -> (B, T, d_model)``."""
         return merge_heads(t)
 
     def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
@@ -232,7 +232,7 @@ def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     its weights with :func:`scaled_dot_product_attention` and stores them in ``weights``.
 
     Yields a list that each forward pass of such a layer appends its weights to, shape
-    ``(B, n_heads, T_q, T_k)``, in the order the layers run (so one pass through a GPT adds one
+    ``(B, n_head, T_q, T_k)``, in the order the layers run (so one pass through a GPT adds one
     map per block)::
 
         with record_attention(model) as maps:

@@ -131,21 +131,21 @@ class CopyTask:
 
 
 class AttentionOnlyLM(nn.Module):
-    """Token and position embeddings, ``n_layers`` of multi-head causal self-attention (each
+    """Token and position embeddings, ``n_layer`` of multi-head causal self-attention (each
     added to its input: a residual connection), and a linear map to one score per symbol.
 
     ``(B, T)`` token ids -> ``(B, T, vocab_size)`` scores (logits) for the next symbol.
     """
 
-    def __init__(self, vocab_size: int, max_len: int, d_model: int = 32, n_heads: int = 2,
-                 n_layers: int = 1) -> None:
+    def __init__(self, vocab_size: int, max_len: int, d_model: int = 32, n_head: int = 2,
+                 n_layer: int = 1) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        if n_layer < 1:
+            raise ValueError(f"n_layer must be >= 1, got {n_layer}")
         self.max_len = max_len
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
-        self.layers = nn.ModuleList(CausalSelfAttention(d_model, n_heads) for _ in range(n_layers))
+        self.layers = nn.ModuleList(CausalSelfAttention(d_model, n_head) for _ in range(n_layer))
         self.out = nn.Linear(d_model, vocab_size)
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
@@ -162,7 +162,7 @@ class AttentionOnlyLM(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
-        """Every layer's attention weights: ``(n_layers, B, n_heads, T, T)``."""
+        """Every layer's attention weights: ``(n_layer, B, n_head, T, T)``."""
         with record_attention(self) as maps:
             self(idx)
         return torch.stack(maps)
@@ -268,6 +268,6 @@ def accuracy_by_distance(model: nn.Module, task: CopyTask, n: int = 1000, seed: 
 def attention_for_example(model: AttentionOnlyLM, task: CopyTask, example: str
                           ) -> tuple[list[str], torch.Tensor]:
     """The symbols of ``example`` (``"story|piece"``) and the model's attention weights on them,
-    ``(n_layers, n_heads, T, T)``: the model reads the whole example."""
+    ``(n_layer, n_head, T, T)``: the model reads the whole example."""
     ids = torch.tensor([task.encode(example)])                       # (1, T)
     return list(example), model.attention_maps(ids)[:, 0]

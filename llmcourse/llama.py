@@ -130,11 +130,11 @@ def apply_rotary_neighbours(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
 
 
-def rows_to_halves(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Undo llama.cpp's permutation of a query or key weight ``(n_heads * d_head, d_in)``: in each
+def rows_to_halves(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Undo llama.cpp's permutation of a query or key weight ``(n_head * d_head, d_in)``: in each
     head, rows ``0, 2, 4, ...`` become the first half and rows ``1, 3, 5, ...`` the second."""
     d_in = w.shape[-1]
-    return w.reshape(n_heads, -1, 2, d_in).transpose(1, 2).reshape(-1, d_in).contiguous()
+    return w.reshape(n_head, -1, 2, d_in).transpose(1, 2).reshape(-1, d_in).contiguous()
 
 
 def repeat_kv_heads(kv: torch.Tensor, n_rep: int) -> torch.Tensor:

@@ -145,14 +145,14 @@ def plot_attention(weights, queries, keys=None, ax=None, title: str | None = Non
 
 def plot_attention_heads(maps, tokens, titles=None, suptitle: str | None = None,
                          annotate: bool = False, mask=None):
-    """One attention map per head, side by side: ``maps`` is ``(n_heads, T, T)``; ``mask`` as in
+    """One attention map per head, side by side: ``maps`` is ``(n_head, T, T)``; ``mask`` as in
     :func:`plot_attention`, shared by every head."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     m = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps, dtype=float)
     if m.ndim != 3:
-        raise ValueError(f"maps must have shape (n_heads, T, T), got {m.shape}")
+        raise ValueError(f"maps must have shape (n_head, T, T), got {m.shape}")
     n = m.shape[0]
     side = 0.22 * len(tokens) + 1.6
     fig, axes = plt.subplots(1, n, figsize=(side * n + 0.2, side + 0.3), squeeze=False)

@@ -214,7 +214,7 @@ class AttentionMapWidget:
     """Pick a sentence, a layer and a head; see that head's attention map.
 
     ``attention(sentence)`` returns ``(tokens, maps)``: the sentence's tokens (strings) and the
-    weights of every layer and head, shape ``(n_layers, n_heads, T, T)``, of causal attention (the
+    weights of every layer and head, shape ``(n_layer, n_head, T, T)``, of causal attention (the
     map draws the future, which the mask hides, in grey). It may raise
     ``ValueError`` for a sentence it cannot take; the widget then shows the message and keeps the
     last map.
@@ -227,27 +227,27 @@ class AttentionMapWidget:
     """
 
     def __init__(self, attention: Callable[[str], tuple[Any, Any]], sentences: list[str],
-                 n_layers: int, n_heads: int, sentence: str | None = None) -> None:
+                 n_layer: int, n_head: int, sentence: str | None = None) -> None:
         import ipywidgets as w
 
         if not sentences:
             raise ValueError("sentences must hold at least one sentence, got none")
-        if n_layers < 1 or n_heads < 1:
-            raise ValueError(f"n_layers and n_heads must be >= 1, got n_layers={n_layers}, "
-                             f"n_heads={n_heads}")
+        if n_layer < 1 or n_head < 1:
+            raise ValueError(f"n_layer and n_head must be >= 1, got n_layer={n_layer}, "
+                             f"n_head={n_head}")
         self._attention = attention
-        self.n_layers, self.n_heads = n_layers, n_heads
+        self.n_layer, self.n_head = n_layer, n_head
         self.sentence = w.Combobox(value=sentence or sentences[0], options=list(sentences),
                                    description="sentence", ensure_option=False,
                                    placeholder="pick or type")
-        self.layer = w.Dropdown(options=[(f"layer {i + 1}", i) for i in range(n_layers)],
+        self.layer = w.Dropdown(options=[(f"layer {i + 1}", i) for i in range(n_layer)],
                                 value=0, description="layer", layout=w.Layout(width="180px"))
-        self.head = w.Dropdown(options=[(f"head {i + 1}", i) for i in range(n_heads)],
+        self.head = w.Dropdown(options=[(f"head {i + 1}", i) for i in range(n_head)],
                                value=0, description="head", layout=w.Layout(width="180px"))
         self.message = w.HTML("")
         self.map = w.HTML("")
         self.tokens: list[str] = []
-        self.maps = np.zeros((n_layers, n_heads, 0, 0))
+        self.maps = np.zeros((n_layer, n_head, 0, 0))
         self.sentence.observe(lambda _c: self._compute(), names="value")
         self.layer.observe(lambda _c: self._draw(), names="value")
         self.head.observe(lambda _c: self._draw(), names="value")
@@ -269,7 +269,7 @@ class AttentionMapWidget:
 
     def select(self, layer: int | None = None, head: int | None = None) -> None:
         """Choose a layer and/or a head (counted from 0)."""
-        for name, value, n in (("layer", layer, self.n_layers), ("head", head, self.n_heads)):
+        for name, value, n in (("layer", layer, self.n_layer), ("head", head, self.n_head)):
             if value is not None and not 0 <= value < n:
                 raise ValueError(f"{name} must be 0..{n - 1}, got {value}")
         if layer is not None:
@@ -285,9 +285,9 @@ class AttentionMapWidget:
             self.message.value = f"<span style='color:#D55E00'>{err}</span>"
             return
         maps = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps, dtype=float)
-        if maps.shape != (self.n_layers, self.n_heads, len(tokens), len(tokens)):
-            raise ValueError(f"attention({text!r}) must return maps of shape (n_layers, n_heads, "
-                             f"T, T) = ({self.n_layers}, {self.n_heads}, {len(tokens)}, "
+        if maps.shape != (self.n_layer, self.n_head, len(tokens), len(tokens)):
+            raise ValueError(f"attention({text!r}) must return maps of shape (n_layer, n_head, "
+                             f"T, T) = ({self.n_layer}, {self.n_head}, {len(tokens)}, "
                              f"{len(tokens)}), got {maps.shape}")
         self.tokens, self.maps = [str(t) for t in tokens], maps
         self.message.value = ""
@@ -310,17 +310,17 @@ class AttentionMapWidget:
 
 
 def attention_map_widget(attention: Callable[[str], tuple[Any, Any]], sentences: list[str],
-                         n_layers: int, n_heads: int,
+                         n_layer: int, n_head: int,
                          sentence: str | None = None) -> AttentionMapWidget:
     """A sentence box, a layer menu and a head menu above the chosen head's attention map.
 
-    ``attention(sentence) -> (tokens, maps)`` with ``maps`` of shape ``(n_layers, n_heads, T, T)``
+    ``attention(sentence) -> (tokens, maps)`` with ``maps`` of shape ``(n_layer, n_head, T, T)``
     (for example :func:`llmcourse.copy_task.attention_for_example` with its model and task fixed).
     """
     if not callable(attention):
         raise TypeError(f"attention must be a function sentence -> (tokens, maps), got "
                         f"{type(attention).__name__}")
-    return AttentionMapWidget(attention, list(sentences), n_layers, n_heads, sentence)
+    return AttentionMapWidget(attention, list(sentences), n_layer, n_head, sentence)
 
 
 class SamplingWidget:

@@ -139,7 +139,7 @@ def test_mask_errors():
 
 
 def test_module_errors():
-    with pytest.raises(ValueError, match=r"d_model=10 and n_heads=3 \(10 % 3 = 1\)"):
+    with pytest.raises(ValueError, match=r"d_model=10 and n_head=3 \(10 % 3 = 1\)"):
         CausalSelfAttention(10, 3)
     with pytest.raises(ValueError, match="must be >= 1"):
         CausalSelfAttention(8, 0)
@@ -150,9 +150,9 @@ def test_module_errors():
         attn(torch.randn(2, 5, 6))
     with pytest.raises(ValueError, match=r"got \(5, 8\)"):
         attn(torch.randn(5, 8))
-    with pytest.raises(ValueError, match="d_model=10 and n_heads=4"):
+    with pytest.raises(ValueError, match="d_model=10 and n_head=4"):
         split_heads(torch.randn(1, 3, 10), 4)
-    with pytest.raises(ValueError, match=r"\(batch, n_heads, time, d_head\), got \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"\(batch, n_head, time, d_head\), got \(3, 4\)"):
         merge_heads(torch.randn(3, 4))
 
 
@@ -170,7 +170,7 @@ def test_split_and_merge_heads():
 
 def _by_hand(attn: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
     """The module's output computed one head at a time from its weights, with loops."""
-    d, h, dh = attn.d_model, attn.n_heads, attn.d_head
+    d, h, dh = attn.d_model, attn.n_head, attn.d_head
     w, b = attn.qkv.weight, attn.qkv.bias
     outs = []
     for seq in x:
@@ -189,10 +189,10 @@ def _by_hand(attn: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("d_model,n_heads", [(8, 1), (8, 2), (12, 3), (16, 4), (32, 8)])
-def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n_heads):
+@pytest.mark.parametrize("d_model,n_head", [(8, 1), (8, 2), (12, 3), (16, 4), (32, 8)])
+def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n_head):
     torch.manual_seed(0)
-    attn = CausalSelfAttention(d_model, n_heads).to(dtype).eval()
+    attn = CausalSelfAttention(d_model, n_head).to(dtype).eval()
     x = torch.randn(3, 7, d_model, dtype=dtype)
     with torch.no_grad():
         fused = attn(x)
@@ -201,7 +201,7 @@ def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n
         weights = maps[0]
         hand = _by_hand(attn, x)
     assert fused.shape == ours.shape == (3, 7, d_model)
-    assert weights.shape == (3, n_heads, 7, 7)
+    assert weights.shape == (3, n_head, 7, 7)
     assert (fused - ours).abs().max().item() < TOL[dtype]
     assert (hand - ours).abs().max().item() < TOL[dtype] * 10
     assert torch.equal(weights.triu(1), torch.zeros_like(weights))   # no peeking ahead
@@ -209,10 +209,10 @@ def test_fused_and_weights_paths_agree_with_a_hand_computation(dtype, d_model, n
 
 
 @pytest.mark.parametrize("keep_weights", [False, True])
-@pytest.mark.parametrize("n_heads", [1, 4])
-def test_kv_cache_prefill_then_steps_equals_uncached(keep_weights, n_heads):
+@pytest.mark.parametrize("n_head", [1, 4])
+def test_kv_cache_prefill_then_steps_equals_uncached(keep_weights, n_head):
     torch.manual_seed(1)
-    attn = CausalSelfAttention(16, n_heads).double().eval()
+    attn = CausalSelfAttention(16, n_head).double().eval()
     attn.keep_weights = keep_weights     # our own attention function instead of the fused one
     x = torch.randn(2, 11, 16, dtype=torch.float64)
 
@@ -226,7 +226,7 @@ def test_kv_cache_prefill_then_steps_equals_uncached(keep_weights, n_heads):
         for t in range(5, 8):                                    # one token at a time
             pieces.append(run(x[:, t:t + 1], cache))
         pieces.append(run(x[:, 8:], cache))                      # 3 queries, 11 keys
-    assert len(cache) == 11 and cache.k.shape == (2, n_heads, 11, 16 // n_heads)
+    assert len(cache) == 11 and cache.k.shape == (2, n_head, 11, 16 // n_head)
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() < 1e-10
     cache.clear()
     assert len(cache) == 0 and cache.k is None
@@ -285,7 +285,7 @@ def copy_models():
     torch.set_num_threads(1)
     task = CopyTask(story=16, piece=6)
     torch.manual_seed(0)
-    model = AttentionOnlyLM(task.vocab_size, task.seq_len, d_model=32, n_heads=2, n_layers=2)
+    model = AttentionOnlyLM(task.vocab_size, task.seq_len, d_model=32, n_head=2, n_layer=2)
     train_next_token(model, task, steps=400, seed=0)
     torch.manual_seed(0)
     baseline = WindowMLP.with_parameters(n_parameters(model), task.vocab_size,
@@ -352,7 +352,7 @@ def test_attention_widget_follows_the_reader(copy_models):
     task, model, _ = copy_models
     examples = ["kfqzmaxebrwdjotu|maxebr", "abcdefghijklmnop|hij"]
     widget = attention_map_widget(lambda e: attention_for_example(model, task, e), examples,
-                                  n_layers=2, n_heads=2)
+                                  n_layer=2, n_head=2)
     assert widget.tokens == list(examples[0])
     assert np.allclose(widget.weights, attention_for_example(model, task, examples[0])[1][0, 0])
     widget.select(layer=1, head=1)
@@ -374,12 +374,12 @@ def test_widget_with_several_layers_and_a_bad_attention_function():
     from llmcourse.widgets import attention_map_widget
 
     maps = np.random.default_rng(0).random((3, 2, 4, 4))
-    widget = attention_map_widget(lambda s: (s.split(), maps), ["a b c d"], n_layers=3,
-                                  n_heads=2)
+    widget = attention_map_widget(lambda s: (s.split(), maps), ["a b c d"], n_layer=3,
+                                  n_head=2)
     widget.select(layer=2, head=1)
     assert np.array_equal(widget.weights, maps[2, 1])
     assert len(widget.layer.options) == 3
-    with pytest.raises(ValueError, match=r"shape \(n_layers, n_heads, T, T\) = \(3, 2, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(n_layer, n_head, T, T\) = \(3, 2, 2, 2\)"):
         widget.set_sentence("a b")
 
 

@@ -465,8 +465,8 @@ def test_exercise_5_calling_the_reference(tmp_path):
         "split_heads": """
             from llmcourse.attention import split_heads as _split
 
-            def split_heads(x, n_heads):
-                return _split(x, n_heads)
+            def split_heads(x, n_head):
+                return _split(x, n_head)
             """,
         "merge_heads": """
             def merge_heads(x):
@@ -477,11 +477,11 @@ def test_exercise_5_calling_the_reference(tmp_path):
                 return F.scaled_dot_product_attention(x @ w_q, x @ w_k, x @ w_v, is_causal=True)
             """,
         "multi_head_attention": """
-            def _module(d_model, n_heads):
-                return attention.CausalSelfAttention(d_model, n_heads, bias=False)
+            def _module(d_model, n_head):
+                return attention.CausalSelfAttention(d_model, n_head, bias=False)
 
-            def multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads):
-                m = _module(x.shape[-1], n_heads).to(x.dtype)
+            def multi_head_attention(x, w_q, w_k, w_v, w_o, n_head):
+                m = _module(x.shape[-1], n_head).to(x.dtype)
                 with torch.no_grad():
                     m.qkv.weight.copy_(torch.cat([w_q.T, w_k.T, w_v.T]))
                     m.proj.weight.copy_(w_o.T)
