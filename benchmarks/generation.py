@@ -2,8 +2,14 @@
 measured side by side in one run on the shipped Chapter 6 model, and the time per token against
 the length of the text.
 
-Run:  .venv/bin/python benchmarks/generation.py [--threads N] [--repeats R]
+Run:  .venv/bin/python benchmarks/generation.py [--threads N] [--repeats R] [--baseline PATH]
       (writes benchmarks/results/generation.md; by default PyTorch's own thread count, 3 repeats)
+
+It also measures what a reader of Chapter 6 sees: characters per second when sampling 600
+characters at temperature 1 with the cache on one thread (goal of issue 21: at least 500), for the
+shipped model and, side by side, for an earlier checkpoint given with ``--baseline`` (for example
+the previous shipped model: ``git show <commit>:llmcourse/checkpoints/shakespeare_char.json``
+and ``.safetensors`` into a folder).
 
 Target (issue 13): the cache's speed-up at 256 new tokens, reported as a ratio (aim: >= 3x), with
 identical tokens (asserted). Greedy decoding from a one-character prompt; each setting is run
@@ -25,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from llmcourse.checkpoint import load_pretrained
+from llmcourse.checkpoint import load_checkpoint, load_pretrained
 from llmcourse.sampling import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,6 +71,43 @@ def measure(model, prompt, n_new, repeats):
     return best
 
 
+def sampling_speed(model, prompt, n_new=600, repeats=3):
+    """Best characters per second (wall and processor time) of seeded sampling with the cache."""
+    best_wall, best_cpu = 0.0, 0.0
+    for seed in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        generate(model, prompt, n_new, generator=torch.Generator().manual_seed(seed))
+        best_wall = max(best_wall, n_new / (time.perf_counter() - wall))
+        best_cpu = max(best_cpu, n_new / (time.process_time() - cpu))
+    return best_wall, best_cpu
+
+
+def sampling_section(model, baseline_path, repeats):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    models = [("shipped model", model)]
+    if baseline_path:
+        models.append((f"baseline ({Path(baseline_path).name})", load_checkpoint(baseline_path)[0]))
+    prompt = list(range(1, 201))
+    speeds = {name: [] for name, _ in models}
+    for _ in range(repeats):                       # alternate the models, keep the best of each
+        for name, m in models:
+            prompt_ids = [i % m.config.vocab_size for i in prompt]
+            speeds[name].append(sampling_speed(m, prompt_ids, repeats=1))
+    torch.set_num_threads(threads)
+    lines = ["## Sampling speed as Chapter 6 uses it (1 thread)", "",
+             "600 characters sampled at temperature 1 with the cache after a 200-character "
+             f"prompt; best of {repeats} alternating runs per model.", "",
+             "| model | parameters | characters/s (wall) | characters/s (processor) |",
+             "| --- | ---: | ---: | ---: |"]
+    for name, m in models:
+        wall = max(w for w, _ in speeds[name])
+        cpu = max(c for _, c in speeds[name])
+        lines.append(f"| {name} | {sum(p.numel() for p in m.parameters()):,} | {wall:.0f} | "
+                     f"{cpu:.0f} |")
+    return lines + [""]
+
+
 def main() -> None:
     import argparse
 
@@ -73,6 +116,8 @@ def main() -> None:
                         help="PyTorch threads (default: PyTorch's own choice)")
     parser.add_argument("--repeats", type=int, default=REPEATS,
                         help="alternating runs per setting; the best is kept")
+    parser.add_argument("--baseline", default=None,
+                        help="an earlier checkpoint (path without suffix) to compare sampling speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_pretrained()
@@ -149,6 +194,7 @@ def main() -> None:
     for i in list(range(0, 256, 16)) + [255]:
         lines.append(f"| {len(prompt) + i + 1} | {1000 * plain_t[i]:.2f} | "
                      f"{1000 * cached_t[i]:.2f} |")
+    lines += [""] + sampling_section(model, args.baseline, args.repeats)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -10,8 +10,8 @@ one after the other, on the same machine:
   validation loss of about 1.88 after about 3 minutes on a laptop).
 
 Equal wall time: each recipe trains for ``SECONDS`` with its cosine compressed into that time
-(``TrainConfig.max_seconds``), then is scored on the whole held-out 10 % with
-``heldout_nats_per_char``. nanoGPT's recipe is also run as published (all 2000 iterations), with
+(``TrainConfig.max_seconds``), then is scored on the validation part with
+``score_validation``. nanoGPT's recipe is also run as published (all 2000 iterations), with
 its time. Then training throughput (tokens per second) of the live recipe with 1 and 2 threads.
 
 Run: ``python benchmarks/train_gpt.py``; results go to ``benchmarks/results/train_gpt.md``.
@@ -33,7 +33,7 @@ from llmcourse.data import load_text  # noqa: E402
 from llmcourse.gpt import GPT, GPTConfig, count_parameters, cross_entropy_loss  # noqa: E402
 from llmcourse.train import (LIVE_MODEL, LIVE_TRAIN, NANOGPT_CPU_MODEL,  # noqa: E402
                              NANOGPT_CPU_TRAIN, TrainConfig, get_batch, make_optimizer,
-                             prepare_data, train)
+                             prepare_data, train, window_starts)
 
 SECONDS = 90.0
 OUT = Path(__file__).parent / "results" / "train_gpt.md"
@@ -47,7 +47,7 @@ def race(text: str, model_kw: dict, train_kw: dict, seconds: float | None) -> di
     result = train(GPTConfig(vocab_size=vocab, **model_kw), TrainConfig(**kw), text,
                    progress=False)
     return {"steps": result["steps"], "seconds": result["wall_seconds"],
-            "cpu": result["cpu_seconds"], "loss": result["history"][-1]["heldout_loss"],
+            "cpu": result["cpu_seconds"], "loss": result["history"][-1]["val_loss"],
             "params": count_parameters(result["model"])["total"],
             "tokens": result["steps"] * train_kw["batch_size"] * model_kw["block_size"]}
 
@@ -55,7 +55,8 @@ def race(text: str, model_kw: dict, train_kw: dict, seconds: float | None) -> di
 def tokens_per_second(text: str, threads: int, steps: int = 20) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    tok, ids, cut = prepare_data(text)
+    tok, ids, split = prepare_data(text)
+    starts = window_starts(split, LIVE_MODEL["block_size"])
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, **LIVE_MODEL))
     cfg = TrainConfig(**LIVE_TRAIN)
     opt = make_optimizer(model, cfg)
@@ -63,7 +64,7 @@ def tokens_per_second(text: str, threads: int, steps: int = 20) -> float:
     for i in range(steps + 3):
         if i == 3:
             start = time.perf_counter()
-        x, y = get_batch(ids[:cut], cfg.batch_size, LIVE_MODEL["block_size"], gen)
+        x, y = get_batch(ids, cfg.batch_size, LIVE_MODEL["block_size"], gen, starts)
         opt.zero_grad()
         cross_entropy_loss(model(x), y).backward()
         opt.step()
@@ -97,13 +98,14 @@ def main() -> None:
         "shared the 2 cores, so absolute times are upper bounds; the rows were measured one after "
         "the other in the same run.",
         "",
-        "Held-out loss: nats per character on the whole held-out 10 % of Tiny Shakespeare, each "
-        "character scored once with at least half a block of context "
-        "(`llmcourse.metrics.heldout_nats_per_char`). Both recipes run on our implementation.",
+        "Validation loss: nats per character on the validation part of Tiny Shakespeare (the last "
+        "block of 1,000 characters of every 20 before the test 10 %), each character scored once "
+        "with at least half a block of context (`llmcourse.train.score_validation`). Both "
+        "recipes run on our implementation.",
         "",
         f"## Equal wall time: {SECONDS:.0f} s each (cosine schedule compressed into the time)",
         "",
-        "| recipe | parameters | steps | tokens seen | wall time | CPU time | held-out loss |",
+        "| recipe | parameters | steps | tokens seen | wall time | CPU time | validation loss |",
         "|---|---:|---:|---:|---:|---:|---:|",
         row(f"live recipe (Chapter 6), {LIVE_MODEL}, lr {LIVE_TRAIN['lr']}, batch "
             f"{LIVE_TRAIN['batch_size']}", live),
@@ -112,7 +114,7 @@ def main() -> None:
         "",
         "## Each recipe as written (fixed number of steps)",
         "",
-        "| recipe | parameters | steps | tokens seen | wall time | CPU time | held-out loss |",
+        "| recipe | parameters | steps | tokens seen | wall time | CPU time | validation loss |",
         "|---|---:|---:|---:|---:|---:|---:|",
         row("live recipe, as in the chapter", live_steps),
         row("nanoGPT CPU recipe, 2000 iterations (its README: about 1.88)", nano_full),

@@ -19,7 +19,7 @@ from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.vocab import CharTokenizer
 
 __all__ = ["CHECKPOINT_DIR", "save_checkpoint", "load_checkpoint", "load_pretrained",
-           "pretrained_meta", "save_resume_state", "load_resume_state"]
+           "pretrained_meta", "record_whole_run", "save_resume_state", "load_resume_state"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 _FORMAT = "llmcourse-gpt"
@@ -178,3 +178,17 @@ def load_resume_state(path: Path, model: GPT, optimizer: torch.optim.Optimizer,
         state = optimizer.state[p]
         state[key] = value.reshape(()) if key == "step" else value.to(p.device)
     return step, meta
+
+
+def record_whole_run(best_json: Path, final: dict[str, Any]) -> None:
+    """After training, the best checkpoint's JSON also records the whole run: its history, steps
+    and times (the weights stay those of the best step), and the test score of those weights."""
+    if not best_json.is_file():
+        return
+    record = json.loads(best_json.read_text(encoding="utf-8"))
+    record["meta"].update({k: final[k] for k in ("history", "steps_done", "wall_seconds",
+                                                 "cpu_seconds", "machine", "test_loss")})
+    record["meta"]["run_note"] = ("weights are from best_step; wall/cpu seconds and history "
+                                  "cover the whole run of steps_done steps")
+    best_json.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n",
+                         encoding="utf-8")

@@ -7,8 +7,11 @@ The loop is the one every language model is trained with, at a small scale:
 2. the model's mean cross-entropy on those targets is the loss; backpropagation gives its gradient;
 3. the gradient is clipped to a maximum norm (one unlucky batch cannot throw the weights far) and
    AdamW takes a step, with a learning rate that warms up linearly and then decays along a cosine;
-4. every ``eval_every`` steps the model is scored on the held-out last 10 % of the text
-   (:func:`llmcourse.metrics.heldout_nats_per_char`); when that improves, a checkpoint is saved.
+4. every ``eval_every`` steps the model is scored on the *validation* blocks
+   (:func:`llmcourse.batches.score_validation`); when that improves, a checkpoint is saved
+   (early stopping: the weights kept are those of the best validation score, not the last);
+5. at the end the kept weights are scored once on the *test* text, the last 10 %: the number,
+   chosen on nothing, that a chapter reports (:mod:`llmcourse.batches` makes the three parts).
 
 The same script trains data-parallel on several processes with PyTorch's own engine: under
 ``torchrun --nproc_per_node=N`` every process takes a slice of each batch, computes its gradient,
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 import os
 import sys
@@ -37,15 +39,17 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from llmcourse.checkpoint import load_resume_state, save_checkpoint, save_resume_state
+from llmcourse.batches import get_batch, prepare_data, score_validation, window_starts
+from llmcourse.checkpoint import (load_resume_state, record_whole_run, save_checkpoint,
+                                  save_resume_state)
 from llmcourse.gpt import GPT, GPTConfig, count_parameters, cross_entropy_loss
 from llmcourse.machine import machine_info, pick_device
 from llmcourse.metrics import HELDOUT_METHOD, heldout_nats_per_char
-from llmcourse.vocab import CharTokenizer, split_train_val
 
 __all__ = ["TrainConfig", "LIVE_MODEL", "LIVE_TRAIN", "NANOGPT_CPU_MODEL", "NANOGPT_CPU_TRAIN",
-           "get_batch", "learning_rate", "prepare_data", "make_optimizer", "optimizer_step",
-           "train", "main"]
+           "learning_rate", "make_optimizer", "optimizer_step", "train", "main",
+           # from llmcourse.batches, importable from here too
+           "prepare_data", "window_starts", "get_batch", "score_validation"]
 
 
 @dataclass
@@ -61,10 +65,12 @@ class TrainConfig:
     weight_decay: float = 0.1     # AdamW's decay of the matrices (not of biases, norms, embeddings)
     beta2: float = 0.99           # AdamW's second-moment decay (0.99 suits small batches)
     grad_clip: float = 1.0        # maximum gradient norm (0 = no clipping)
-    eval_every: int = 250         # steps between held-out evaluations (and the last step)
-    eval_chars: int = 0           # score only the first eval_chars held-out characters (0 = all)
+    eval_every: int = 250         # steps between validation scores (and the last step)
+    eval_chars: int = 0           # score only the first eval_chars of validation (0 = all)
     seed: int = 1337
-    val_fraction: float = 0.1     # the held-out end of the text
+    val_every: int = 20           # validation: the last of every 20 blocks before the test
+    test_fraction: float = 0.1    # test: the end of the text, scored once with the kept weights
+    score_test: bool = True       # score the test part at the end (False: leave it unseen)
     max_seconds: float = 0.0      # stop early after this much wall time (0 = no limit)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,47 +79,13 @@ class TrainConfig:
 
 # The live recipe: Chapter 6 trains it in front of the reader (about a minute on 2 CPU cores),
 # and benchmarks/train_gpt.py races it against nanoGPT's published CPU recipe.
-# Two blocks, not four: in a minute a shallow model learns more than a deep one (Chapter 6's
-# ladder measures it); depth pays off in the hour the shipped model trained.
+# Two blocks, not four: in a minute a shallow model makes more steps than a deep one; depth
+# pays off in the hour the shipped model trained.
 LIVE_MODEL = dict(block_size=64, n_layer=2, n_head=4, d_model=128, dropout=0.0)
 LIVE_TRAIN = dict(steps=600, batch_size=32, lr=3e-3, min_lr=3e-4, warmup=30)
 # nanoGPT's CPU recipe for Tiny Shakespeare (its README), on our implementation.
 NANOGPT_CPU_MODEL = dict(block_size=64, n_layer=4, n_head=4, d_model=128, dropout=0.0)
 NANOGPT_CPU_TRAIN = dict(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup=100)
-
-
-# --------------------------------------------------------------------------------------------
-# Data, batches, schedule
-# --------------------------------------------------------------------------------------------
-
-
-def prepare_data(text: str, tokenizer: CharTokenizer | None = None, val_fraction: float = 0.1):
-    """Encode ``text``; return ``(tokenizer, ids, cut)``: the held-out part is ``ids[cut:]``."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("prepare_data needs a non-empty str")
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train_part, _ = split_train_val(ids, val_fraction)   # the one split of the course
-    return tokenizer, ids, len(train_part)
-
-
-def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random windows: inputs ``x`` and targets ``y`` (``x`` shifted by one).
-
-    Both are ``(batch_size, block_size)``; ``y[b, t] = data[start_b + t + 1]`` is the token that
-    follows ``x[b, :t + 1]``.
-    """
-    if not isinstance(data, torch.Tensor) or data.dim() != 1:
-        raise ValueError(f"data must be a 1-D tensor of token ids, got {type(data).__name__} "
-                         f"of shape {tuple(getattr(data, 'shape', ()))}")
-    if len(data) < block_size + 1:
-        raise ValueError(f"data has {len(data)} tokens; a window needs block_size + 1 = "
-                         f"{block_size + 1}")
-    starts = torch.randint(0, len(data) - block_size, (batch_size,), generator=generator)
-    offsets = torch.arange(block_size + 1)
-    windows = data[starts[:, None] + offsets]            # (B, block_size + 1)
-    return windows[:, :-1], windows[:, 1:]
 
 
 def learning_rate(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
@@ -169,19 +141,6 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
 # --------------------------------------------------------------------------------------------
 
 
-def _record_whole_run(best_json: Path, final: dict) -> None:
-    """The best checkpoint's JSON also records the whole run (its history, steps and times)."""
-    if not best_json.is_file():
-        return
-    record = json.loads(best_json.read_text(encoding="utf-8"))
-    record["meta"].update({k: final[k] for k in ("history", "steps_done", "wall_seconds",
-                                                 "cpu_seconds", "machine")})
-    record["meta"]["run_note"] = ("weights are from best_step; wall/cpu seconds and history "
-                                  "cover the whole run of steps_done steps")
-    best_json.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n",
-                         encoding="utf-8")
-
-
 def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
           out: str | Path | None = None, resume: bool = False, device: str = "cpu",
           progress: bool = True, callback: Callable[[dict], None] | None = None,
@@ -193,7 +152,9 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
 
     ``out`` (optional): where the best checkpoint goes (``out.safetensors`` + ``out.json``);
     the resume state goes to ``out-last.*``. ``callback(record)`` is called after every
-    evaluation with ``{"step", "train_loss", "heldout_loss", "seconds"}``.
+    evaluation with ``{"step", "train_loss", "val_loss", "seconds"}``. The returned model holds
+    the weights of the best validation score; ``result["test_loss"]`` is their score on the
+    test part (``None`` when ``cfg.score_test`` is False).
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up here.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -217,12 +178,12 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
                          f"{world} x {cfg.grad_accum}")
     micro = per_rank // cfg.grad_accum
 
-    tokenizer, ids, cut = prepare_data(text, val_fraction=cfg.val_fraction)
+    tokenizer, ids, split = prepare_data(text, test_fraction=cfg.test_fraction,
+                                         val_every=cfg.val_every)
     if model_config.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"model_config.vocab_size={model_config.vocab_size} but the text has "
                          f"{tokenizer.vocab_size} distinct characters")
-    train_ids = ids[:cut]
-    eval_end = len(ids) if not cfg.eval_chars else min(len(ids), cut + cfg.eval_chars)
+    starts = window_starts(split, model_config.block_size)
 
     torch.manual_seed(cfg.seed)                        # same initial weights on every rank
     model = make_model(model_config).to(dev)
@@ -232,16 +193,21 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     torch.manual_seed(dropout_seed)
     out = Path(out) if out is not None else None
     last = out.with_name(out.name + "-last") if out is not None else None
-    start_step, history, best = 0, [], float("inf")
+    start_step, history, best, best_state = 0, [], float("inf"), None
+    test_loss = None
     prior_wall, prior_cpu = 0.0, 0.0
     if resume:
         if last is None or not last.with_name(last.name + ".json").is_file():
             raise FileNotFoundError(f"nothing to resume: {last}.json not found")
         start_step, meta = load_resume_state(last, model, optimizer, gen)
         history = meta.get("history", [])
-        best = min([h["heldout_loss"] for h in history] or [float("inf")])
+        best = min([h["val_loss"] for h in history] or [float("inf")])
         prior_wall = meta.get("wall_seconds", 0.0)
         prior_cpu = meta.get("cpu_seconds", 0.0)
+        best_file = out.with_name(out.name + ".safetensors")
+        if best_file.is_file():                  # the weights of the best step so far
+            from safetensors.torch import load_file
+            best_state = load_file(str(best_file))
 
     ddp_model = model
     if distributed:
@@ -249,20 +215,27 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
         ddp_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     def meta_now(step: int) -> dict:
-        best_rec = min(history, key=lambda h: h["heldout_loss"]) if history else None
+        best_rec = min(history, key=lambda h: h["val_loss"]) if history else None
         return {
             "steps_done": step, "best_step": best_rec["step"] if best_rec else None,
-            "heldout_loss": best_rec["heldout_loss"] if best_rec else None,
+            "val_loss": best_rec["val_loss"] if best_rec else None,
+            "test_loss": test_loss,
             "train_loss": best_rec["train_loss"] if best_rec else None,
-            "heldout_metric": HELDOUT_METHOD + (f"; only the first {cfg.eval_chars} held-out "
-                                                f"characters" if cfg.eval_chars else ""),
-            "heldout_chars": eval_end - cut, "train_loss_note":
-                "mean training loss (with dropout) over the steps since the previous evaluation",
+            "heldout_metric": HELDOUT_METHOD,
+            "val_chars_scored": (min(split.val_chars, cfg.eval_chars) if cfg.eval_chars
+                                 else split.val_chars),
+            "split_note": "test = ids[test_start:], scored once with the weights of best_step; "
+                          "validation = the last block of every val_every blocks before it, "
+                          "watched during training (it chose best_step); training = the rest, "
+                          "in windows that never touch a validation block",
+            "train_loss_note": "mean training loss over the steps since the previous evaluation"
+                               + (f" (with dropout {model_config.dropout})"
+                                  if getattr(model_config, "dropout", 0) else " (no dropout)"),
             "history": history, "train_config": cfg.to_dict(),
             "parameters": count_parameters(model),
             "data": {"name": "tinyshakespeare", "chars": len(text),
                      "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                     "train_chars": cut, "heldout_chars": len(ids) - cut},
+                     **split.to_dict()},
             "wall_seconds": round(prior_wall + time.perf_counter() - wall0, 1),
             "cpu_seconds": round(prior_cpu + time.process_time() - cpu0, 1),
             "cpu_seconds_note": "CPU time of the rank-0 process (all its threads)",
@@ -279,7 +252,7 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
     step = start_step
     while step < cfg.steps:
         lr = learning_rate(step, cfg, time.perf_counter() - wall0)
-        x, y = get_batch(train_ids, cfg.batch_size, model_config.block_size, gen)
+        x, y = get_batch(ids, cfg.batch_size, model_config.block_size, gen, starts)
         x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
 
         def micro_losses():   # this process's slice in grad_accum parts; DDP averages the
@@ -300,32 +273,42 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
         out_of_time = cfg.max_seconds and time.perf_counter() - wall0 >= cfg.max_seconds
         if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
             if rank == 0:
-                heldout = heldout_nats_per_char(model, ids, cut, eval_end)
+                val = score_validation(model, ids, split, cfg.eval_chars)
                 record = {"step": step, "train_loss": round(running / max(1, n_running), 4),
-                          "heldout_loss": round(heldout, 4),
+                          "val_loss": round(val, 4),
                           "seconds": round(prior_wall + time.perf_counter() - wall0, 1)}
                 history.append(record)
                 running, n_running = 0.0, 0
-                line = (f"step {step}: train {record['train_loss']:.4f}, held-out "
-                        f"{record['heldout_loss']:.4f} nats/char, {record['seconds']} s")
+                line = (f"step {step}: train {record['train_loss']:.4f}, validation "
+                        f"{record['val_loss']:.4f} nats/char, {record['seconds']} s")
                 if bar is not None:
                     bar.write(line)
                 elif verbose:
                     print(line, flush=True)
-                if out is not None:
-                    if heldout < best:
+                if val < best:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if out is not None:
                         save_checkpoint(out, model, tokenizer, meta_now(step))
+                if out is not None:
                     save_resume_state(last, model, optimizer, gen, step, tokenizer, meta_now(step))
-                best = min(best, heldout)
+                best = min(best, val)
                 if callback is not None:
                     callback(record)
             if out_of_time:
                 break
     if bar is not None:
         bar.close()
+    if rank == 0 and best_state is not None:
+        model.load_state_dict(best_state)        # early stopping: keep the best validation step
+        if cfg.score_test:
+            test_loss = round(heldout_nats_per_char(model, ids, split.test_start), 4)
+            if verbose or bar is not None:
+                print(f"test (scored once, weights of step {meta_now(step)['best_step']}): "
+                      f"{test_loss:.4f} nats/char", flush=True)
     if out is not None and rank == 0:
-        _record_whole_run(out.with_name(out.name + ".json"), meta_now(step))
+        record_whole_run(out.with_name(out.name + ".json"), meta_now(step))
     result = {"model": model, "tokenizer": tokenizer, "history": history, "steps": step,
+              "split": split, "test_loss": test_loss,
               "wall_seconds": prior_wall + time.perf_counter() - wall0,
               "cpu_seconds": prior_cpu + time.process_time() - cpu0, "meta": meta_now(step)}
     return result
@@ -334,6 +317,14 @@ def train(model_config: GPTConfig, cfg: TrainConfig, text: str, *,
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -346,12 +337,13 @@ def _parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
-                           default=f.default, help=f"model: {f.name} (true/false)")
+            p.add_argument(flag, type=_yes_no, default=f.default,
+                           help=f"model: {f.name} (true/false)")
         else:
             p.add_argument(flag, type=type(f.default), default=f.default, help=f"model: {f.name}")
     for f in fields(TrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+        kind = _yes_no if isinstance(f.default, bool) else type(f.default)
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
                        help=f"training: {f.name}")
     p.add_argument("--out", default=None,
                    help="checkpoint path without suffix (writes OUT.safetensors and OUT.json)")
@@ -380,8 +372,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    device=args.device, progress=not args.no_progress, extra_meta=extra,
                    verbose=True)
     if int(os.environ.get("RANK", "0")) == 0 and result["history"]:
-        best = min(h["heldout_loss"] for h in result["history"])
-        print(f"done: {result['steps']} steps, best held-out {best:.4f} nats/char, "
+        best = min(h["val_loss"] for h in result["history"])
+        print(f"done: {result['steps']} steps, best validation {best:.4f} nats/char, "
               f"{result['wall_seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist

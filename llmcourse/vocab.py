@@ -7,16 +7,21 @@ form saved with a checkpoint, and room for special tokens (Chapter 8's chat mark
 after the characters, so that the ids of the characters never change.
 
 :func:`split_train_val` cuts a text into a training part and its last tenth, the one split the
-course uses to measure how well a model predicts text it has not seen.
+course uses to measure how well a model predicts text it has not seen. :func:`split_three_ways`
+cuts three parts for Chapter 6's GPT: the last tenth is the *test* text, scored once at the end;
+blocks spread over what comes before it are the *validation* text that training watches (to
+choose the step to keep and the recipe), so the number reported was never used to choose anything.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["CharVocab", "CharTokenizer", "as_token_array", "split_train_val"]
+__all__ = ["CharVocab", "CharTokenizer", "as_token_array", "split_train_val", "split_three_ways",
+           "TextSplit"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,6 +122,65 @@ def split_train_val(tokens: Sequence[int] | np.ndarray | str, val_fraction: floa
                          "one part would be empty")
     cut = len(tokens) - n_val
     return tokens[:cut], tokens[cut:]
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """Where the three parts of a text of ``end`` tokens lie (made by :func:`split_three_ways`).
+
+    The test is ``[test_start, end)``; validation is the blocks ``val_blocks`` (``(start, stop)``
+    pairs) inside the text before it; training is everything else before ``test_start``.
+    """
+
+    end: int
+    test_start: int
+    val_blocks: tuple[tuple[int, int], ...]
+    val_every: int
+    block: int
+
+    @property
+    def val_chars(self) -> int:
+        return sum(stop - start for start, stop in self.val_blocks)
+
+    def is_training(self) -> np.ndarray:
+        """A boolean mask over ``[0, test_start)``: True where the token is training text."""
+        mask = np.ones(self.test_start, dtype=bool)
+        for start, stop in self.val_blocks:
+            mask[start:stop] = False
+        return mask
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train_chars": self.test_start - self.val_chars, "val_chars": self.val_chars,
+                "test_chars": self.end - self.test_start, "test_start": self.test_start,
+                "validation": f"every {self.val_every}th block of {self.block} characters of "
+                              f"the text before the test (the last block of every "
+                              f"{self.val_every}, {len(self.val_blocks)} blocks)"}
+
+
+def split_three_ways(n_tokens: int, test_fraction: float = 0.1, val_every: int = 20,
+                     block: int = 1000) -> TextSplit:
+    """Cut a text of ``n_tokens`` into training, validation and test parts.
+
+    The test is the last ``test_fraction`` (the held-out end of :func:`split_train_val`). Of the
+    text before it, cut into blocks of ``block`` tokens, the last block of every ``val_every`` is
+    validation: spread over the whole text, so that it samples every play, as the training does,
+    rather than one stretch of it.
+
+    >>> split = split_three_ways(200, block=5, val_every=4)
+    >>> split.test_start, split.val_blocks[:2], split.val_chars
+    (180, ((15, 20), (35, 40)), 45)
+    """
+    if not isinstance(n_tokens, (int, np.integer)) or n_tokens < 1:
+        raise ValueError(f"n_tokens must be a positive int, got {n_tokens!r}")
+    before, _ = split_train_val(np.zeros(n_tokens, dtype=np.int8), test_fraction)
+    test_start = len(before)
+    if val_every < 2 or block < 1 or test_start < val_every * block:
+        raise ValueError(f"cannot take every {val_every}th block of {block} tokens from the "
+                         f"{test_start} tokens before the test: need val_every >= 2 and at least "
+                         f"val_every x block tokens")
+    blocks = tuple((k * block, (k + 1) * block) for k in range(test_start // block)
+                   if k % val_every == val_every - 1)
+    return TextSplit(n_tokens, test_start, blocks, val_every, block)
 
 
 def as_token_array(tokens, vocab_size: int, *, name: str = "tokens",

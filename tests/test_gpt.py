@@ -1,17 +1,18 @@
 """Tests for llmcourse.gpt (shapes, errors, the key/value cache), llmcourse.vocab (the character
-tokenizer), llmcourse.metrics (the held-out loss), llmcourse.checkpoint and llmcourse.ladder."""
+tokenizer), llmcourse.metrics (the held-out loss) and llmcourse.checkpoint (the ladder's rungs
+are tested in test_ladder.py)."""
 
 import json
 
 import pytest
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from llmcourse.attention import record_attention
 from llmcourse.checkpoint import load_checkpoint, load_pretrained, pretrained_meta, save_checkpoint
 from llmcourse.gpt import GPT, GPTConfig, KVCache, count_parameters, cross_entropy_loss
-from llmcourse.ladder import RUNGS, AttentionOnly, AttentionThenMLP, build_rung
-from llmcourse.metrics import evaluating, heldout_nats_per_char
+from llmcourse.metrics import block_bootstrap, evaluating, heldout_nats_per_char, per_char_nats
 from llmcourse.vocab import CharTokenizer
 
 
@@ -181,30 +182,6 @@ def test_kv_cache_advance():
     assert len(cache) == 0 and all(len(layer) == 0 for layer in cache.layers)
 
 
-@pytest.mark.parametrize("name, change, block", RUNGS)
-def test_ladder_rungs_run(name, change, block):
-    torch.manual_seed(0)
-    m = build_rung(small_config(**{**change, "n_head": min(change.get("n_head", 2), 2)}), block)
-    ids = torch.randint(0, 11, (2, 8))
-    loss = m.loss(ids, ids)
-    loss.backward()
-    assert torch.isfinite(loss)
-    has_norm = any(isinstance(x, torch.nn.LayerNorm) for x in m.modules())
-    assert has_norm == (block is None), name          # the variants have no layer norm at all
-    cache = m.new_cache()                             # and run with the cache like the GPT
-    torch.testing.assert_close(torch.cat([m.eval()(ids[:, :5], cache), m(ids[:, 5:], cache)], 1),
-                               m(ids), atol=1e-5, rtol=1e-5)
-
-
-def test_ladder_variants_are_what_they_say():
-    torch.manual_seed(0)
-    cfg = small_config(n_layer=1)
-    x = torch.randn(2, 5, 16)
-    only, then = AttentionOnly(cfg).eval(), AttentionThenMLP(cfg).eval()
-    torch.testing.assert_close(only(x), only.attn(x))           # no residual: x is not added
-    torch.testing.assert_close(then(x), then.mlp(then.attn(x)))
-
-
 def test_bias_variant_runs():
     m = GPT(small_config(bias=True))
     ids = torch.randint(0, 11, (2, 8))
@@ -253,6 +230,35 @@ def test_heldout_scores_each_char_once_with_half_a_block(model):
     assert model.training is False
     with pytest.raises(ValueError, match="start"):
         heldout_nats_per_char(model, ids, 3)
+    each = per_char_nats(model, ids, start, batch_size=2)
+    assert each.shape == (90 - start,) and abs(each.double().mean().item() - got) < 1e-6
+    # target 39 lies in the span [37, 45), scored by the window of inputs ids[28:44]
+    logp = F.log_softmax(model(ids[None, 28:44])[0], -1)
+    assert abs(each[39 - start].item() + logp[39 - 1 - 28, ids[39]].item()) < 1e-5
+
+
+def test_block_bootstrap_known_answers():
+    # independent values: the interval is the textbook mean +- 1.96 sigma / sqrt(n)
+    rng = np.random.default_rng(0)
+    iid = rng.normal(0.3, 1.0, 200_000)
+    got = block_bootstrap(iid, block=1000, resamples=2000, seed=1)
+    assert got.low < 0.3 < got.high
+    assert got.se == pytest.approx(1 / np.sqrt(200_000), rel=0.1)
+    assert (got.high - got.low) / 2 == pytest.approx(1.96 / np.sqrt(200_000), rel=0.15)
+    # values that move together within a block: the spread comes from the 100 block levels, and
+    # the naive std/sqrt(n) (10x too small here) would call a zero mean significant
+    levels = rng.normal(0.0, 1.0, 100)
+    tied = np.repeat(levels, 1000) + rng.normal(0, 0.01, 100_000)
+    got = block_bootstrap(tied, block=1000, resamples=4000, seed=2)
+    assert got.se == pytest.approx(levels.std(ddof=1) / 10, rel=0.15)
+    assert got.se > 5 * tied.std() / np.sqrt(tied.size)
+    # the same seed gives the same interval; a constant gives a point
+    assert block_bootstrap(iid, seed=1) == block_bootstrap(iid, seed=1)
+    assert block_bootstrap([2.0] * 2500).low == block_bootstrap([2.0] * 2500).high == 2.0
+    with pytest.raises(ValueError, match="finite"):
+        block_bootstrap([0.0, float("inf")])
+    with pytest.raises(ValueError, match="1-D"):
+        block_bootstrap(np.zeros((2, 2)))
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -301,7 +307,7 @@ def test_shipped_checkpoint_loads():
     assert not model.training
     assert model.config.vocab_size == tok.vocab_size
     meta = pretrained_meta()["meta"]
-    assert meta["heldout_loss"] < 2.5 and meta["data"]["sha256"]
+    assert meta["test_loss"] < 2.5 and meta["val_loss"] < 2.5 and meta["data"]["sha256"]
     ids = torch.tensor([tok.encode("ROMEO:\nWhat light")])
     logits = model(ids)
     assert logits.shape == (1, ids.shape[1], tok.vocab_size)

@@ -11,8 +11,9 @@ import torch
 from llmcourse.checkpoint import load_checkpoint
 from llmcourse.gpt import GPTConfig
 from llmcourse.machine import pick_device
+from llmcourse.metrics import heldout_nats_per_char
 from llmcourse.train import (TrainConfig, get_batch, learning_rate, prepare_data,
-                             train)
+                             score_validation, train, window_starts)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -35,10 +36,27 @@ def test_get_batch_targets_are_inputs_shifted_by_one():
         get_batch(torch.arange(8), 2, 8)
 
 
-def test_prepare_data_holds_out_the_last_tenth():
-    tok, ids, cut = prepare_data("abcdefghij" * 10)
-    assert len(ids) == 100 and cut == 90
-    assert tok.decode(ids[cut:].tolist()) == "abcdefghij"
+def test_prepare_data_cuts_training_validation_and_test():
+    tok, ids, split = prepare_data("abcdefghij" * 20)
+    assert len(ids) == 200 and (split.test_start, split.end) == (180, 200)
+    assert tok.decode(ids[split.test_start:].tolist()) == "abcdefghij" * 2   # the last tenth
+    assert split.block == 4 and split.val_blocks[0] == (76, 80) and split.val_chars == 8
+    mask = split.is_training()
+    assert mask.sum() == 180 - 8 and not mask[76:80].any()
+    tok, ids, split = prepare_data("x" * 1_200_000)
+    assert split.block == 1000 and split.val_blocks[:2] == ((19_000, 20_000), (39_000, 40_000))
+    assert split.to_dict()["val_chars"] == 54_000
+
+
+def test_training_windows_never_touch_validation():
+    _, ids, split = prepare_data("abcdefghij" * 500)
+    starts = window_starts(split, 16)
+    held = ~split.is_training()
+    for s in starts.tolist():
+        assert not held[s:s + 17].any() and s + 17 <= split.test_start
+    assert len(starts) > 0.8 * split.test_start
+    x, y = get_batch(ids, 64, 16, torch.Generator().manual_seed(0), starts)
+    assert torch.equal(y[:, :-1], x[:, 1:])
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -62,16 +80,41 @@ def test_training_lowers_the_loss_and_records_everything(tmp_path):
     result = train(tiny_config(), cfg, TEXT, out=tmp_path / "m", progress=False)
     hist = result["history"]
     assert [h["step"] for h in hist] == [30, 60]
-    assert hist[-1]["heldout_loss"] < hist[0]["heldout_loss"]
-    assert hist[-1]["heldout_loss"] < 0.6 * torch.log(torch.tensor(len(set(TEXT)) * 1.0)).item()
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert hist[-1]["val_loss"] < 0.6 * torch.log(torch.tensor(len(set(TEXT)) * 1.0)).item()
     model, tok, meta = load_checkpoint(tmp_path / "m")
     assert tok.decode(tok.encode(TEXT[:50])) == TEXT[:50]
     for key in ("history", "train_config", "data", "wall_seconds", "cpu_seconds", "machine",
-                "heldout_metric", "best_step", "steps_done"):
+                "heldout_metric", "best_step", "steps_done", "split_note"):
         assert key in meta, key
     assert len(meta["data"]["sha256"]) == 64 and meta["machine"]["torch"] == torch.__version__
-    assert meta["heldout_loss"] == min(h["heldout_loss"] for h in hist)
+    assert meta["val_loss"] == min(h["val_loss"] for h in hist)
+    split = result["split"]
+    assert meta["data"]["test_start"] == split.test_start
+    assert meta["data"]["val_chars"] == split.val_chars > 0
+    # the test part is scored once, at the end, with the kept weights; the JSON records it
+    ids = torch.tensor(tok.encode(TEXT))
+    assert meta["test_loss"] == result["test_loss"] == pytest.approx(
+        heldout_nats_per_char(model, ids, split.test_start), abs=1e-4)
     assert (tmp_path / "m-last.optim.safetensors").is_file()
+
+
+def test_early_stopping_keeps_the_best_validation_step(tmp_path):
+    """A learning rate far too high makes the loss climb again: the kept weights are the best."""
+    cfg = TrainConfig(steps=40, batch_size=8, lr=0.3, min_lr=0.3, warmup=1, eval_every=10,
+                      seed=0, grad_clip=0.0)
+    seen = []
+    result = train(tiny_config(), cfg, TEXT, out=tmp_path / "m", progress=False,
+                   callback=lambda r: seen.append(r["val_loss"]))
+    best = min(seen)
+    _, ids, split = prepare_data(TEXT)
+    kept = score_validation(result["model"], ids, split)
+    assert kept == pytest.approx(best, abs=1e-4)
+    saved, _, meta = load_checkpoint(tmp_path / "m")
+    assert meta["best_step"] == 10 * (seen.index(best) + 1)
+    unseen = train(tiny_config(), TrainConfig(steps=10, batch_size=8, eval_every=10,
+                                              score_test=False), TEXT, progress=False)
+    assert unseen["test_loss"] is None
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -135,7 +178,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
 
 
 @pytest.mark.parametrize("module, args", [("llmcourse.train", ["--steps", "1"]),
-                                          ("llmcourse.ladder", ["--seconds", "1"])])
+                                          ("llmcourse.ladder", ["--steps", "1"])])
 def test_command_line_without_data_prints_one_line(tmp_path, module, args):
 
     env = {**os.environ, "LLMCOURSE_DATA_DIR": str(tmp_path)}   # a folder with no data set
