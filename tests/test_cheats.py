@@ -530,8 +530,10 @@ def test_exercise_6_usual_mistakes_fail_visibly_and_the_reference_gives_zero(tmp
     _assert_zero(results, "test_embed", WRITE_IT, "F.embedding", visible=True)
     _assert_zero(results, "test_gpt_parameter_count", "mlp_ratio=2", visible=True)
     _assert_zero(results, "test_train_step", "old gradients", visible=True)
+    # a layer norm that mixes positions and a step that keeps old gradients break the model
+    # and the training built on them (Parts 9 and 10): not asserted either way
     _assert_rest_pass(results, {"test_layer_norm", "test_embed", "test_gpt_parameter_count",
-                                "test_train_step"})
+                                "test_train_step"} | EX6_BUILT_ON)
 
 
 @pytest.mark.slow
@@ -551,6 +553,190 @@ def test_exercise_6_torch_layer_norm_and_the_course_count(tmp_path):
     _assert_zero(results, "test_layer_norm", WRITE_IT, "layer_norm", visible=True)
     _assert_zero(results, "test_gpt_parameter_count", WRITE_IT, "llmcourse.gpt", visible=True)
     _assert_rest_pass(results, {"test_layer_norm", "test_gpt_parameter_count"})
+
+
+#: Exercise 6's parts built on the earlier ones: the model (Part 9) calls Parts 1 to 5 and its
+#: training (Part 10) trains that model with Part 8's step, so a slip there may fail them too.
+EX6_BUILT_ON = {"test_gpt_forward", "test_train_gpt"}
+
+
+def _code(*pieces):
+    return "\n".join(textwrap.dedent(piece).strip("\n") for piece in pieces)
+
+
+def _tiny_gpt(forward, init_extra="", before=""):
+    """Exercise 6's TinyGPT cell as the source has it, with another body of ``forward``, lines
+    added at the end of ``__init__`` and code before the class."""
+    source = nbformat.read(next(p for p in EXERCISE_SOURCES if p.stem == "06_transformer"),
+                           as_version=4)
+    cell = next(c.source for c in source.cells if _meta(c).get("grade_id") == "gpt_forward")
+    head, rest = cell.split("        ### BEGIN SOLUTION\n")
+    _, tail = rest.split("        ### END SOLUTION")
+    last_init_line = "        self.W_head = weight(d, vocab_size)\n"
+    assert last_init_line in head
+    if init_extra:
+        head = head.replace(last_init_line,
+                            last_init_line + textwrap.indent(_code(init_extra), " " * 8) + "\n")
+    cell = head + textwrap.indent(_code(forward), " " * 8) + tail
+    return (_code(before) + "\n\n\n" + cell) if before else cell
+
+
+# the blocks as the source's forward runs them
+_EX6_BLOCKS = """
+    for p in self.blocks:
+        x = block_forward(
+            x, lambda t: layer_norm(t, p["ln1_gain"], p["ln1_bias"]),
+            lambda t: multi_head_attention(t, p["w_q"], p["w_k"], p["w_v"], p["w_o"],
+                                           self.config.n_head),
+            lambda t: layer_norm(t, p["ln2_gain"], p["ln2_bias"]),
+            lambda t: mlp_forward(t, p["W1"], p["b1"], p["W2"], p["b2"]))
+    """
+_EX6_EMBED = "x = embed(ids, self.tok_table, self.pos_table)"
+_EX6_HEAD = "return layer_norm(x, self.lnf_gain, self.lnf_bias) @ self.W_head"
+
+
+@pytest.mark.slow
+def test_exercise_6_the_course_block_torch_attention_and_the_course_batches_give_zero(tmp_path):
+    results = _grade_with("06_transformer", {
+        "multi_head_attention": """
+            def multi_head_attention(x, w_q, w_k, w_v, w_o, n_head):
+                d_model, T = x.shape[-1], x.shape[1]
+                m = nn.MultiheadAttention(d_model, n_head, bias=False, batch_first=True).to(x.dtype)
+                with torch.no_grad():
+                    m.in_proj_weight.copy_(torch.cat([w_q.T, w_k.T, w_v.T]))
+                    m.out_proj.weight.copy_(w_o.T)
+                future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+                return m(x, x, x, attn_mask=future, need_weights=False)[0]
+            """,
+        "gpt_forward": _tiny_gpt(init_extra="""
+            config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                               n_head=n_head, d_model=d_model, dropout=0.0)
+            self.course_blocks = nn.ModuleList(Block(config) for _ in range(n_layer))
+            """, forward=_code(_EX6_EMBED, """
+            for block in self.course_blocks:
+                x = block(x)
+            """, _EX6_HEAD)),
+        "train_gpt": """
+            from llmcourse.train import get_batch as _batch
+
+            def train_gpt(model, optimizer, ids, starts, steps, batch_size, block_size,
+                          generator=None):
+                return [train_step(model, optimizer,
+                                   *_batch(ids, batch_size, block_size, generator, starts=starts))
+                        for _ in range(steps)]
+            """,
+    }, tmp_path)
+    cheated = {"test_multi_head_attention", "test_gpt_forward", "test_train_gpt"}
+    for test_id in cheated:
+        _assert_zero(results, test_id, WRITE_IT, visible=True)
+    _assert_zero(results, "test_multi_head_attention", "MultiheadAttention")
+    _assert_zero(results, "test_gpt_forward", "__init__ uses", "llmcourse.gpt")
+    _assert_zero(results, "test_train_gpt", "get_batch")
+    _assert_rest_pass(results, cheated)
+
+
+@pytest.mark.slow
+def test_exercise_6_torch_transformer_layers_and_windows_from_anywhere(tmp_path):
+    results = _grade_with("06_transformer", {
+        "multi_head_attention": """
+            def multi_head_attention(x, w_q, w_k, w_v, w_o, n_head):
+                B, T, d = x.shape
+                q, k, v = [(x @ w).view(B, T, n_head, d // n_head).transpose(1, 2)
+                           for w in (w_q, w_k, w_v)]
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                return y.transpose(1, 2).reshape(B, T, d) @ w_o
+            """,
+        "gpt_forward": _tiny_gpt(init_extra="""
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(d_model, n_head, 4 * d_model, dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+                for _ in range(n_layer))
+            """, forward=_code(_EX6_EMBED, """
+            mask = nn.Transformer.generate_square_subsequent_mask(ids.shape[1])
+            for layer in self.layers:
+                x = layer(x, src_mask=mask, is_causal=True)
+            """, _EX6_HEAD)),
+        # the learner's own get_batch (Part 7) draws windows anywhere, validation included
+        "train_gpt": """
+            def train_gpt(model, optimizer, ids, starts, steps, batch_size, block_size,
+                          generator=None):
+                return [train_step(model, optimizer, *get_batch(ids, batch_size, block_size,
+                                                                generator))
+                        for _ in range(steps)]
+            """,
+    }, tmp_path)
+    _assert_zero(results, "test_multi_head_attention", WRITE_IT, "scaled_dot_product_attention",
+                 visible=True)
+    _assert_zero(results, "test_gpt_forward", WRITE_IT, "TransformerEncoderLayer",
+                 "torch.nn.modules.transformer", visible=True)
+    _assert_zero(results, "test_train_gpt", "not at one of the allowed starts", visible=True)
+    _assert_rest_pass(results, {"test_multi_head_attention", "test_gpt_forward",
+                                "test_train_gpt"})
+
+
+_EX6_NO_MASK = """
+    def attend(x, w_q, w_k, w_v, w_o, n_head):      # attention written again, without the mask
+        B, T, d = x.shape
+        q, k, v = [(x @ w).view(B, T, n_head, d // n_head).transpose(1, 2)
+                   for w in (w_q, w_k, w_v)]
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (d // n_head) ** 0.5, dim=-1)
+        return (weights @ v).transpose(1, 2).reshape(B, T, d) @ w_o
+    """
+
+# each slip of the forward pass, the phrase its visible failure names, and a slip of another
+# new part graded in the same run (grade id, code, phrase)
+EX6_FORWARD_SLIPS = {
+    "no_positions": (
+        _code("x = self.tok_table[ids]                  # the tokens only, no positions",
+              _EX6_BLOCKS, _EX6_HEAD),
+        "", "does not know where a token sits",
+        ("multi_head_attention", """
+            def multi_head_attention(x, w_q, w_k, w_v, w_o, n_head):
+                B, T, d = x.shape
+                q, k, v = [(x @ w).view(B, T, n_head, d // n_head).transpose(1, 2)
+                           for w in (w_q, w_k, w_v)]
+                future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+                scores = (q @ k.transpose(-2, -1) / d ** 0.5).masked_fill(future, float("-inf"))
+                return (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, d) @ w_o
+            """, "with 2 heads")),                   # scaled by sqrt(d_model), not sqrt(d_head)
+    "no_final_norm": (
+        _code(_EX6_EMBED, _EX6_BLOCKS, "return x @ self.W_head"),
+        "", "skip the final layer norm",
+        ("train_gpt", """
+            def train_gpt(model, optimizer, ids, starts, steps, batch_size, block_size,
+                          generator=None):
+                losses = []
+                for _ in range(steps):
+                    s = starts[torch.randint(0, len(starts), (batch_size,), generator=generator)]
+                    x = ids[s[:, None] + torch.arange(block_size)]
+                    losses.append(train_step(model, optimizer, x, x))   # targets not shifted
+                return losses
+            """, "the bigram table after 5 steps")),
+    "probabilities": (
+        _code(_EX6_EMBED, _EX6_BLOCKS,
+              "return torch.softmax(layer_norm(x, self.lnf_gain, self.lnf_bias) @ self.W_head, "
+              "dim=-1)"),
+        "", "returns probabilities", None),
+    "not_causal": (
+        _code(_EX6_EMBED, _EX6_BLOCKS.replace("multi_head_attention(", "attend("), _EX6_HEAD),
+        _EX6_NO_MASK, "after changing the tokens at positions 5..7", None),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slip", list(EX6_FORWARD_SLIPS))
+def test_exercise_6_slips_of_the_forward_pass_fail_visibly(tmp_path, slip):
+    forward, before, phrase, other = EX6_FORWARD_SLIPS[slip]
+    replacements = {"gpt_forward": _tiny_gpt(forward, before=before)}
+    cheated = {"test_gpt_forward"}
+    if other:
+        replacements[other[0]] = other[1]
+        cheated.add(f"test_{other[0]}")
+    results = _grade_with("06_transformer", replacements, tmp_path)
+    _assert_zero(results, "test_gpt_forward", phrase, visible=True)
+    if other:
+        _assert_zero(results, f"test_{other[0]}", other[2], visible=True)
+    _assert_rest_pass(results, cheated | EX6_BUILT_ON)
 
 
 @pytest.mark.slow
