@@ -82,12 +82,13 @@ def sampling_speed(model, prompt, n_new=600, repeats=3):
     return best_wall, best_cpu
 
 
-def sampling_section(model, baseline_path, repeats):
+def sampling_section(model, baseline_path, repeats, label=None):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     models = [("shipped model", model)]
     if baseline_path:
-        models.append((f"baseline ({Path(baseline_path).name})", load_checkpoint(baseline_path)[0]))
+        models.append((label or f"baseline ({Path(baseline_path).name})",
+                       load_checkpoint(baseline_path)[0]))
     prompt = list(range(1, 201))
     speeds = {name: [] for name, _ in models}
     for _ in range(repeats):                       # alternate the models, keep the best of each
@@ -118,6 +119,7 @@ def main() -> None:
                         help="alternating runs per setting; the best is kept")
     parser.add_argument("--baseline", default=None,
                         help="an earlier checkpoint (path without suffix) to compare sampling speed")
+    parser.add_argument("--baseline-label", default=None, help="how to name the baseline")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_pretrained()
@@ -194,7 +196,7 @@ def main() -> None:
     for i in list(range(0, 256, 16)) + [255]:
         lines.append(f"| {len(prompt) + i + 1} | {1000 * plain_t[i]:.2f} | "
                      f"{1000 * cached_t[i]:.2f} |")
-    lines += [""] + sampling_section(model, args.baseline, args.repeats)
+    lines += [""] + sampling_section(model, args.baseline, args.repeats, args.baseline_label)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
