@@ -15,7 +15,7 @@ import torch
 from llmcourse.metrics import per_char_nats
 from llmcourse.vocab import CharTokenizer, TextSplit, split_three_ways
 
-__all__ = ["prepare_data", "window_starts", "get_batch", "score_validation"]
+__all__ = ["prepare_data", "window_starts", "get_batch", "score_validation", "score_blocks"]
 
 
 def prepare_data(text: str, tokenizer: CharTokenizer | None = None, test_fraction: float = 0.1,
@@ -46,6 +46,12 @@ def score_validation(model: torch.nn.Module, ids: torch.Tensor, split: TextSplit
     blocks = list(split.val_blocks)
     if max_chars:
         blocks = blocks[:max(1, max_chars // split.block)]
+    return score_blocks(model, ids, blocks)
+
+
+def score_blocks(model: torch.nn.Module, ids: torch.Tensor,
+                 blocks: list[tuple[int, int]]) -> float:
+    """Mean nats per character over the ``(start, stop)`` blocks of ``ids``, each character once."""
     nats = [per_char_nats(model, ids, start, stop) for start, stop in blocks]
     return float(torch.cat(nats).double().mean())
 

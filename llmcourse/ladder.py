@@ -161,16 +161,10 @@ def _three_digits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def _score_blocks(model: GPT, ids: torch.Tensor, blocks: list[tuple[int, int]]) -> float:
-    """Mean nats per character over the ``(start, stop)`` blocks of ``ids``."""
-    from llmcourse.metrics import per_char_nats
-
-    return float(torch.cat([per_char_nats(model, ids, a, b) for a, b in blocks]).double().mean())
-
-
 def _run_rung(rung: tuple, text: str, steps: int, seeds: list[int], data: dict[str, Any],
               progress: bool) -> dict[str, Any]:
     """Train one rung from every seed; score each run; measure the signal sizes of the first."""
+    from llmcourse.batches import score_blocks
     from llmcourse.gpt import count_parameters
     from llmcourse.train import TrainConfig, train
 
@@ -193,7 +187,7 @@ def _run_rung(rung: tuple, text: str, steps: int, seeds: list[int], data: dict[s
         runs.append({"seed": seed, "steps": result["steps"],
                      "seconds": round(result["wall_seconds"], 1),
                      "cpu_seconds": round(result["cpu_seconds"], 1),
-                     "train_loss": round(_score_blocks(model, ids, train_blocks), 4),
+                     "train_loss": round(score_blocks(model, ids, train_blocks), 4),
                      "val_loss": result["history"][-1]["val_loss"]})
         if seed == seeds[0]:
             sizes["trained"] = _three_digits(signal_sizes(model, *probe))
